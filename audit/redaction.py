@@ -1,0 +1,58 @@
+"""Redaction of secrets before anything is written to the audit trail or a log line.
+
+Keys that name a secret have their values replaced, at any depth; strings that look like bearer
+secrets we issue (agent keys, personal tokens) or common token formats are masked wherever they
+appear. Redaction is deliberately over-eager: an auditor loses little from a masked value, and a
+leaked credential in an append-only trail cannot be removed.
+"""
+
+import re
+from typing import Any
+
+REDACTED = "[redacted]"
+_SECRET_KEY_RE = re.compile(
+    r"(pass(word)?|secret|token|api[-_]?key|authorization|cookie|credential|private[-_]?key|"
+    r"client[-_]?secret|refresh|access[-_]?key|session)",
+    re.IGNORECASE,
+)
+_SECRET_VALUE_RE = re.compile(
+    r"(mg[wp]_[0-9a-f]{12}_[A-Za-z0-9_-]{20,}"  # our agent keys and personal tokens
+    r"|Bearer\s+[A-Za-z0-9._~+/=-]{8,}"  # bearer headers
+    r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # JWTs
+    r"|gh[pousr]_[A-Za-z0-9]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9]{20,})"
+)
+MAX_DEPTH = 12
+MAX_STRING = 4096
+
+
+def is_secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY_RE.search(key))
+
+
+def redact_string(value: str) -> str:
+    value = _SECRET_VALUE_RE.sub(REDACTED, value)
+    if len(value) > MAX_STRING:
+        value = value[:MAX_STRING] + f"… [{len(value) - MAX_STRING} more characters]"
+    return value
+
+
+def redact(value: Any, *, extra_keys: frozenset[str] = frozenset(), _depth: int = 0) -> Any:
+    """A JSON-safe copy of `value` with secret-looking keys and values masked."""
+    if _depth > MAX_DEPTH:
+        return "[too deep]"
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            key_str = str(key)
+            if is_secret_key(key_str) or key_str in extra_keys:
+                out[key_str] = REDACTED
+            else:
+                out[key_str] = redact(item, extra_keys=extra_keys, _depth=_depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [redact(item, extra_keys=extra_keys, _depth=_depth + 1) for item in value]
+    if isinstance(value, str):
+        return redact_string(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return redact_string(str(value))

@@ -1,0 +1,1 @@
+"""Models of the credentials app (filled in by its issue)."""
