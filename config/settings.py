@@ -251,3 +251,7 @@ LOGGING = {
 AGENT_KEY_DEFAULT_TTL_DAYS = env_int("AGENT_KEY_DEFAULT_TTL_DAYS", 90)
 # Last-used timestamps are written at most this often per key (seconds), to keep the hot path cheap.
 KEY_LAST_USED_RESOLUTION = env_float("KEY_LAST_USED_RESOLUTION", 60.0)
+
+# --- Trial-mode demo ------------------------------------------------------------------------
+# Where `python -m demo.servers` serves the demo upstreams (tickets, chat) in the trial run.
+DEMO_UPSTREAM_URL = env_str("DEMO_UPSTREAM_URL", "http://127.0.0.1:8765").rstrip("/")
