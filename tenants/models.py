@@ -62,6 +62,9 @@ class Organization(models.Model):
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=50, unique=True, validators=[slug_validator])
     created_at = models.DateTimeField(default=timezone.now)
+    # Bumped (in the same transaction) by every change to the org's approved catalog or policies;
+    # the gateway's compiled policy is cached under this stamp and recompiled when it moves.
+    policy_version = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         ordering = ["name"]

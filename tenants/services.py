@@ -56,6 +56,25 @@ def org_create(*, name: str, slug: str, owner: User) -> Organization:
     return org
 
 
+def org_bump_policy_version(*, org: Organization) -> None:
+    """Mark the org's compiled policy stale. Call inside the transaction that changes the approved
+    catalog or the policies; the cache mirror is updated once that transaction commits."""
+    from django.core.cache import cache
+    from django.db.models import F
+
+    Organization.objects.filter(pk=org.pk).update(policy_version=F("policy_version") + 1)
+
+    def _mirror() -> None:
+        version = Organization.objects.values_list("policy_version", flat=True).get(pk=org.pk)
+        cache.set(policy_version_cache_key(org.pk), version, timeout=None)
+
+    transaction.on_commit(_mirror)
+
+
+def policy_version_cache_key(org_id: int) -> str:
+    return f"policy-version:{org_id}"
+
+
 # --- Members and invitations ----------------------------------------------------------------
 
 
