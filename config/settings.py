@@ -59,6 +59,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "audit.middleware.RequestContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -219,6 +220,17 @@ SPECTACULAR_SETTINGS = {
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# WhiteNoise serves static files from the app process (uvicorn does not); in a trial it reads them
+# straight from the apps, in production from STATIC_ROOT after `collectstatic`.
+WHITENOISE_USE_FINDERS = DEBUG
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG or TESTING
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -255,3 +267,32 @@ KEY_LAST_USED_RESOLUTION = env_float("KEY_LAST_USED_RESOLUTION", 60.0)
 # --- Trial-mode demo ------------------------------------------------------------------------
 # Where `python -m demo.servers` serves the demo upstreams (tickets, chat) in the trial run.
 DEMO_UPSTREAM_URL = env_str("DEMO_UPSTREAM_URL", "http://127.0.0.1:8765").rstrip("/")
+
+# --- Credentials: vault and OAuth connections -----------------------------------------------
+# Master keys wrapping each organization's data key: "id:base64key" entries (32 random bytes),
+# comma or newline separated, from VAULT_MASTER_KEYS or VAULT_MASTER_KEYS_FILE. The first one
+# wraps new keys, all of them unwrap; keep an old key listed until `vault_rotate` finished.
+# Without any, DEBUG/trial mode derives a development key from SECRET_KEY (with a warning).
+VAULT_MASTER_KEYS = [k for k in env_str("VAULT_MASTER_KEYS").replace(",", " ").split() if k]
+if not VAULT_MASTER_KEYS and not DEBUG:
+    raise ImproperlyConfigured(
+        "VAULT_MASTER_KEYS is required when DEBUG is off: set VAULT_MASTER_KEYS or "
+        "VAULT_MASTER_KEYS_FILE to 'id:base64key' entries "
+        "(generate one with `manage.py vault_new_master_key <id>`)."
+    )
+# Decided here, from the real DEBUG (test runners turn DEBUG off at run time).
+VAULT_ALLOW_DEV_KEY = DEBUG and not VAULT_MASTER_KEYS
+# Rows re-encrypted per batch by `vault_rotate --reencrypt` (each batch is one transaction).
+VAULT_ROTATE_BATCH_SIZE = env_int("VAULT_ROTATE_BATCH_SIZE", 500)
+# Provider URLs are untrusted: private, loopback and link-local addresses are refused unless
+# this is on (the trial's demo provider runs on loopback, so it defaults to DEBUG).
+CREDENTIALS_ALLOW_PRIVATE_URLS = env_bool("CREDENTIALS_ALLOW_PRIVATE_URLS", default=DEBUG)
+CREDENTIALS_HTTP_TIMEOUT = env_float("CREDENTIALS_HTTP_TIMEOUT", 10.0)
+# Tokens expiring within this many seconds are refreshed by the every-minute worker.
+CREDENTIALS_REFRESH_WINDOW_SECONDS = env_int("CREDENTIALS_REFRESH_WINDOW_SECONDS", 300)
+# How long a started "Connect" (state + PKCE verifier) stays usable.
+CREDENTIALS_AUTHORIZATION_TTL_SECONDS = env_int("CREDENTIALS_AUTHORIZATION_TTL_SECONDS", 600)
+CELERY_BEAT_SCHEDULE["credentials-refresh-expiring"] = {
+    "task": "credentials.tasks.refresh_expiring_connections_task",
+    "schedule": 60.0,
+}
