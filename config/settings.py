@@ -170,7 +170,24 @@ ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = env_str("MFA_TOTP_ISSUER", "MCP Gateway")
 
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Django 6.1 mailers. The trial prints mail (invitations) to the console; set MAIL_BACKEND to
+# django.core.mail.backends.smtp.EmailBackend and MAIL_OPTIONS_* for a real server.
+MAILERS = {
+    "default": {
+        "BACKEND": env_str("MAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"),
+        "OPTIONS": {
+            key: value
+            for key, value in {
+                "host": env_str("MAIL_HOST"),
+                "port": env_int("MAIL_PORT", 0) or None,
+                "username": env_str("MAIL_USERNAME"),
+                "password": env_str("MAIL_PASSWORD"),
+                "use_tls": env_bool("MAIL_USE_TLS", default=False) or None,
+            }.items()
+            if value
+        },
+    }
+}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "gateway@localhost")
 INVITATION_TTL_HOURS = env_int("INVITATION_TTL_HOURS", 72)
 

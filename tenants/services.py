@@ -2,10 +2,11 @@
 transaction, records an audit event in that same transaction, and schedules side effects
 (mail) on commit."""
 
+import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import send_mail as _send
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -25,6 +26,7 @@ from tenants.models import (
 from tenants.permissions import Perm, Role, can_assign_role, role_has
 
 MAX_KEY_TTL_DAYS = 3650
+logger = logging.getLogger(__name__)
 
 
 def require_perm(*, org: Organization, actor: User, perm: Perm) -> Membership:
@@ -191,16 +193,19 @@ def invitation_create(
     )
 
     def _mail() -> None:
-        send_mail(
-            subject=f"You are invited to {org.name} on the MCP gateway",
-            message=(
-                f"{actor.display_name} invited you to join {org.name} as {role}.\n\n"
-                f"Accept within {settings.INVITATION_TTL_HOURS} hours: {url}\n"
-            ),
-            from_email=settings.DEFAULT_FROM_EMAIL,
-            recipient_list=[email],
-            fail_silently=True,
-        )
+        # A mail failure must not undo the invitation: the link is also shown to the inviter.
+        try:
+            _send(
+                subject=f"You are invited to {org.name} on the MCP gateway",
+                message=(
+                    f"{actor.display_name} invited you to join {org.name} as {role}.\n\n"
+                    f"Accept within {settings.INVITATION_TTL_HOURS} hours: {url}\n"
+                ),
+                from_email=settings.DEFAULT_FROM_EMAIL,
+                recipient_list=[email],
+            )
+        except Exception:
+            logger.exception("Could not mail the invitation for %s", email)
 
     transaction.on_commit(_mail)
     return invitation, url
