@@ -184,6 +184,31 @@ def _answers(url: str) -> bool:
         return False
 
 
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses with a TCP listener on `port` (Linux /proc), e.g. {"127.0.0.1"}.
+
+    Lets a test prove that a peer bound loopback only, not every interface.
+    """
+    found: set[str] = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for row in rows:
+            local, state = row.split()[1], row.split()[3]
+            address, hex_port = local.split(":")
+            if state != "0A" or int(hex_port, 16) != port:  # 0A = LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            if width == 8:
+                found.add(socket.inet_ntop(socket.AF_INET, raw[::-1]))
+            else:  # four little-endian 32-bit words
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+                found.add(socket.inet_ntop(socket.AF_INET6, words))
+    return found
+
+
 def start_process(
     argv: Sequence[str],
     *,
