@@ -236,6 +236,7 @@ SPECTACULAR_SETTINGS = {
 # --- Static files ---------------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # WhiteNoise serves static files from the app process (uvicorn does not); in a trial it reads them
 # straight from the apps, in production from STATIC_ROOT after `collectstatic`.
@@ -312,4 +313,73 @@ CREDENTIALS_AUTHORIZATION_TTL_SECONDS = env_int("CREDENTIALS_AUTHORIZATION_TTL_S
 CELERY_BEAT_SCHEDULE["credentials-refresh-expiring"] = {
     "task": "credentials.tasks.refresh_expiring_connections_task",
     "schedule": 60.0,
+}
+
+# --- Catalog --------------------------------------------------------------------------------
+# Timeouts (seconds) for talking to upstream MCP servers when fetching their tools.
+CATALOG_CONNECT_TIMEOUT = env_float("CATALOG_CONNECT_TIMEOUT", 10.0)
+CATALOG_FETCH_TIMEOUT = env_float("CATALOG_FETCH_TIMEOUT", 30.0)
+# Caps on what an upstream may hand us: bad or hostile servers get a clear error, not our memory.
+CATALOG_MAX_TOOLS = env_int("CATALOG_MAX_TOOLS", 1000)
+CATALOG_MAX_LIST_PAGES = env_int("CATALOG_MAX_LIST_PAGES", 50)
+CATALOG_MAX_DESCRIPTION_CHARS = env_int("CATALOG_MAX_DESCRIPTION_CHARS", 20_000)
+CATALOG_MAX_SCHEMA_BYTES = env_int("CATALOG_MAX_SCHEMA_BYTES", 64 * 1024)
+CATALOG_MAX_RESPONSE_BYTES = env_int("CATALOG_MAX_RESPONSE_BYTES", 8 * 1024 * 1024)
+# SSRF guard: upstream URLs resolving to private / loopback / link-local addresses are refused
+# unless the operator allows them (a trial on one machine needs loopback).
+CATALOG_ALLOW_PRIVATE_NETWORKS = env_bool("CATALOG_ALLOW_PRIVATE_NETWORKS", default=False)
+CATALOG_ALLOW_LOOPBACK = env_bool("CATALOG_ALLOW_LOOPBACK", default=DEBUG)
+# stdio servers run under bubblewrap; without it they are refused (production) or warned about.
+CATALOG_REQUIRE_SANDBOX = env_bool("CATALOG_REQUIRE_SANDBOX", default=not DEBUG)
+CATALOG_SANDBOX_BWRAP = env_str("CATALOG_SANDBOX_BWRAP", "bwrap")
+# Extra read-only paths visible inside the sandbox (the interpreter's prefix is always bound).
+CATALOG_SANDBOX_RO_PATHS = env_list("CATALOG_SANDBOX_RO_PATHS", [])
+CATALOG_SANDBOX_MEMORY_MB = env_int("CATALOG_SANDBOX_MEMORY_MB", 4096)
+CATALOG_SANDBOX_CPU_SECONDS = env_int("CATALOG_SANDBOX_CPU_SECONDS", 3600)
+CATALOG_SANDBOX_MAX_PROCESSES = env_int("CATALOG_SANDBOX_MAX_PROCESSES", 256)
+CATALOG_SANDBOX_MAX_FILES = env_int("CATALOG_SANDBOX_MAX_FILES", 1024)
+# Drift detection: how often approved servers' tools are re-fetched, and how many per run.
+CATALOG_SYNC_INTERVAL = env_int("CATALOG_SYNC_INTERVAL", 900)
+CATALOG_SYNC_BATCH = env_int("CATALOG_SYNC_BATCH", 50)
+CELERY_BEAT_SCHEDULE["catalog-sync-approved-servers"] = {
+    "task": "catalog.tasks.sync_due_servers_task",
+    "schedule": float(CATALOG_SYNC_INTERVAL),
+}
+
+# --- Audit ------------------------------------------------------------------------------------
+# Sealing: rows are chained into per-org hash seals once older than the lag (so a transaction that
+# took an id earlier cannot commit into a sealed range), in batches, by a beat task.
+AUDIT_SEAL_INTERVAL_SECONDS = env_int("AUDIT_SEAL_INTERVAL_SECONDS", 300)
+AUDIT_SEAL_LAG_SECONDS = env_int("AUDIT_SEAL_LAG_SECONDS", 60)
+AUDIT_SEAL_BATCH_SIZE = env_int("AUDIT_SEAL_BATCH_SIZE", 5000)
+AUDIT_SEAL_MAX_BATCHES = env_int("AUDIT_SEAL_MAX_BATCHES", 20)
+# A row dated further back than this before an earlier row is reported as inserted out of order.
+AUDIT_CLOCK_TOLERANCE_SECONDS = env_int("AUDIT_CLOCK_TOLERANCE_SECONDS", 300)
+# The audit page and API: the widest time range a filter may ask for, and a statement timeout
+# (Postgres) so no filter combination can run an unbounded query.
+AUDIT_MAX_RANGE_DAYS = env_int("AUDIT_MAX_RANGE_DAYS", 400)
+AUDIT_QUERY_TIMEOUT_MS = env_int("AUDIT_QUERY_TIMEOUT_MS", 5000)
+AUDIT_EXPORT_CHUNK_SIZE = env_int("AUDIT_EXPORT_CHUNK_SIZE", 2000)
+# Retention purge runs daily; each run removes at most this many rows per organization.
+AUDIT_PURGE_INTERVAL_SECONDS = env_int("AUDIT_PURGE_INTERVAL_SECONDS", 24 * 3600)
+AUDIT_PURGE_MAX_ROWS = env_int("AUDIT_PURGE_MAX_ROWS", 50_000)
+# Metrics rollups from `tool.call` rows.
+AUDIT_ROLLUP_INTERVAL_SECONDS = env_int("AUDIT_ROLLUP_INTERVAL_SECONDS", 60)
+AUDIT_ROLLUP_BATCH_SIZE = env_int("AUDIT_ROLLUP_BATCH_SIZE", 10_000)
+# /metrics (Prometheus) answers 404 unless a bearer token is configured.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_MAX_SERIES = env_int("METRICS_MAX_SERIES", 200)
+# OpenTelemetry tracing of the gateway pipeline: not implemented yet (off by default).
+OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT")
+CELERY_BEAT_SCHEDULE["audit-seal"] = {
+    "task": "audit.tasks.audit_seal_task",
+    "schedule": float(AUDIT_SEAL_INTERVAL_SECONDS),
+}
+CELERY_BEAT_SCHEDULE["audit-rollup"] = {
+    "task": "audit.tasks.audit_rollup_task",
+    "schedule": float(AUDIT_ROLLUP_INTERVAL_SECONDS),
+}
+CELERY_BEAT_SCHEDULE["audit-purge"] = {
+    "task": "audit.tasks.audit_purge_task",
+    "schedule": float(AUDIT_PURGE_INTERVAL_SECONDS),
 }
