@@ -168,18 +168,12 @@ def build_server(store: ChatStore | None = None) -> MCPServer:
         ),
     )
 
-    @server.tool(
-        title="List channels",
-        annotations=READ_ONLY,
-    )
+    @server.tool(title="List channels", annotations=READ_ONLY)
     async def list_channels() -> ChannelList:
         """List the chat channels with their topic and message count."""
         return ChannelList(channels=store.channels())
 
-    @server.tool(
-        title="Read messages",
-        annotations=READ_ONLY,
-    )
+    @server.tool(title="Read messages", annotations=READ_ONLY)
     async def read_messages(
         channel: ChannelName,
         limit: Annotated[
@@ -189,10 +183,7 @@ def build_server(store: ChatStore | None = None) -> MCPServer:
         """Read the most recent messages of a channel, oldest first."""
         return store.read(channel, limit)
 
-    @server.tool(
-        title="Post message",
-        annotations=ADDITIVE,
-    )
+    @server.tool(title="Post message", annotations=ADDITIVE)
     async def post_message(
         channel: ChannelName,
         text: Annotated[str, Field(description="Message text.", min_length=1, max_length=4000)],
@@ -200,10 +191,7 @@ def build_server(store: ChatStore | None = None) -> MCPServer:
         """Post a message to a channel. Returns the posted message."""
         return store.post(channel, text, author="agent")
 
-    @server.tool(
-        title="Delete channel",
-        annotations=DESTRUCTIVE,
-    )
+    @server.tool(title="Delete channel", annotations=DESTRUCTIVE)
     async def delete_channel(channel: ChannelName) -> DeletedChannel:
         """Permanently delete a channel and all of its messages. This cannot be undone."""
         return store.delete(channel)

@@ -238,10 +238,7 @@ def build_server(store: TicketStore | None = None) -> MCPServer:
         ),
     )
 
-    @server.tool(
-        title="List tickets",
-        annotations=READ_ONLY,
-    )
+    @server.tool(title="List tickets", annotations=READ_ONLY)
     async def list_tickets(
         status: Annotated[
             TicketStatus | None, Field(description="Only tickets in this status.")
@@ -259,10 +256,7 @@ def build_server(store: TicketStore | None = None) -> MCPServer:
         tickets = store.find(status, since)
         return TicketList(count=len(tickets), tickets=[_summary(t) for t in tickets])
 
-    @server.tool(
-        title="Get ticket",
-        annotations=READ_ONLY,
-    )
+    @server.tool(title="Get ticket", annotations=READ_ONLY)
     async def get_ticket(ticket_id: TicketId) -> Ticket:
         """Get one ticket with its description and comments."""
         return store.get(ticket_id)
@@ -282,10 +276,7 @@ def build_server(store: TicketStore | None = None) -> MCPServer:
             raise ToolError("Nothing to update: give a new status, a comment, or both.")
         return store.update(ticket_id, status, comment)
 
-    @server.tool(
-        title="Delete ticket",
-        annotations=DESTRUCTIVE,
-    )
+    @server.tool(title="Delete ticket", annotations=DESTRUCTIVE)
     async def delete_ticket(ticket_id: TicketId) -> DeletedTicket:
         """Permanently delete a ticket and its comments. This cannot be undone."""
         return DeletedTicket(id=store.delete(ticket_id), deleted=True)

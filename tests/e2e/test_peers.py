@@ -17,10 +17,11 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 from demo.servers.common import authorization_fingerprint
+from tests.peers import npm
 from tests.peers.everything import StdioCommand
 from tests.peers.fault_server import CRASH_EXIT_STATUS, DEFAULT_TOOLS
 from tests.peers.inspector import InspectorError
-from tests.peers.npm import NODE_MODULES, ensure_node_modules
+from tests.peers.npm import NODE_MODULES, NodeUnavailableError, ensure_node_modules
 from tests.peers.oidc import AuthorizationFailedError, OidcProvider, Pkce
 from tests.peers.process import (
     ChildProcess,
@@ -80,6 +81,13 @@ def test_node_modules_are_installed_from_the_lock_file() -> None:
     for binary in ("mcp-server-everything", "mcp-inspector-cli", "mcp-remote"):
         assert (NODE_MODULES / ".bin" / binary).exists()
     assert (NODE_MODULES / "oidc-provider" / "package.json").exists()
+
+
+def test_missing_npm_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(npm, "_STAMP", tmp_path / "no-stamp")  # as if never installed
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm, no node
+    with pytest.raises(NodeUnavailableError, match=r"`npm` is not on PATH.*Node\.js 20\+"):
+        ensure_node_modules()
 
 
 # --- server-everything ----------------------------------------------------------------------
