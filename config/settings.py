@@ -231,6 +231,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "InvitationStatusEnum": "tenants.api.serializers.INVITATION_STATUSES",
+        "SecretStatusEnum": "tenants.api.serializers.SECRET_STATUSES",
+    },
 }
 
 # --- Static files ---------------------------------------------------------------------------
