@@ -461,12 +461,17 @@ def check_tool_group(group: ToolGroupSpec, *, where: str) -> list[ValidationErro
     return errors.items
 
 
-def policy_prefix(document: PolicyDocument, index: int) -> str:
-    """`policies[3]`, or "" for the one-policy short form."""
-    return "" if document.is_single_policy else f"policies[{index}]"
+def policy_prefix(document: PolicyDocument, index: int, long_form: bool | None = None) -> str:
+    """`policies[3]`, or "" for the one-policy short form (the form export would write,
+    unless `long_form` says how the text was actually written)."""
+    if long_form is None:
+        long_form = not document.is_single_policy
+    return f"policies[{index}]" if long_form else ""
 
 
-def check_document(document: PolicyDocument) -> list[ValidationError]:
+def check_document(
+    document: PolicyDocument, *, long_form: bool | None = None
+) -> list[ValidationError]:
     """Structural problems of a whole document: each policy, each group, unique names."""
     problems: list[ValidationError] = []
     seen_groups: set[str] = set()
@@ -478,7 +483,7 @@ def check_document(document: PolicyDocument) -> list[ValidationError]:
         seen_groups.add(group.slug)
     seen_names: dict[str, int] = {}
     for index, spec in enumerate(document.policies):
-        prefix = policy_prefix(document, index)
+        prefix = policy_prefix(document, index, long_form)
         problems += check_policy(spec, prefix=prefix)
         if spec.name in seen_names:
             problems.append(

@@ -114,6 +114,7 @@ class _Reader:
     def __init__(self) -> None:
         self.errors: list[ValidationError] = []
         self.lines: dict[str, int] = {}
+        self.long_form = False
 
     def error(self, where: str, line: int | None, message: str) -> None:
         self.errors.append(ValidationError(where, message, "error", line))
@@ -183,7 +184,7 @@ class _Reader:
             return node.value
         if isinstance(node, Seq):
             return [self.json(item) for item in node.items]
-        return {key: self.json(value) for key, value in node.items}
+        return {key: self.json(value) for key, value, _line in node.items}
 
     @staticmethod
     def _what(node: Any) -> str:
@@ -206,6 +207,7 @@ class _Reader:
             return PolicyDocument()
         keys = {key for key, _, _ in root.items}
         if keys & set(DOCUMENT_KEYS):
+            self.long_form = True
             top = self.mapping(root, "", DOCUMENT_KEYS)
             groups = []
             if "toolGroups" in top:
@@ -442,7 +444,7 @@ def parse_document(text: str | bytes) -> PolicyDocument:
     document = reader.document(root)
     problems = list(reader.errors)
     seen = {e.location for e in problems}
-    for problem in check_document(document):
+    for problem in check_document(document, long_form=reader.long_form):
         if problem.location in seen:
             continue  # already explained by a type error at the same place
         seen.add(problem.location)
@@ -516,6 +518,19 @@ def _quoted(text: str) -> str:
     return "".join(out)
 
 
+class _Regex(_Flow):
+    """A regular expression: single-quoted when possible, so backslashes stay as written."""
+
+    __slots__ = ()
+
+
+def _regex(text: str) -> str:
+    quoted = _quoted(text)
+    if quoted.replace("\\\\", "").count("\\") or "\n" in text:
+        return quoted  # something had to be escaped (besides backslashes): keep double quotes
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _plain_or_quoted(text: str) -> str:
     if _PLAIN_RE.fullmatch(text) and resolves_to_string(text):
         return text
@@ -551,6 +566,8 @@ def _flow(value: Any) -> str:
 
 
 def _scalar(value: Any) -> str:
+    if isinstance(value, _Regex):
+        return _regex(value.value)
     if isinstance(value, _Flow):
         return _flow(value.value)
     if isinstance(value, str):
@@ -607,7 +624,7 @@ def _argument_plain(rule: ArgumentRule) -> dict[str, Any]:
     if rule.enum is not None:
         plain["enum"] = _Flow(list(rule.enum))
     if rule.pattern is not None:
-        plain["pattern"] = _Flow(rule.pattern)
+        plain["pattern"] = _Regex(rule.pattern)
     if rule.max_length is not None:
         plain["maxLength"] = rule.max_length
     if rule.minimum is not None:
