@@ -1,0 +1,67 @@
+"""Database work from the async gateway: a small dedicated thread pool.
+
+Django's ORM is synchronous and its connections are per thread. Running every query on a few
+long-lived threads (rather than the loop's default executor, which grows to dozens) bounds the
+number of connections a replica opens, keeps them persistent (CONN_MAX_AGE) and lets concurrent
+requests use several connections at once, which `sync_to_async(thread_sensitive=True)` (one
+thread for everything) would not. The caller's contextvars (request id, source IP) are carried
+into the thread so audit records pick them up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+from django.db import close_old_connections
+
+from gateway.conf import gateway_settings
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Stale or broken connections are dropped at most this often per thread (each check may cost a
+# round trip with CONN_HEALTH_CHECKS on).
+_HEALTH_EVERY = 5.0
+_local = threading.local()
+_executor: ThreadPoolExecutor | None = None
+_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        with _lock:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(
+                    max_workers=gateway_settings().db_threads, thread_name_prefix="gateway-db"
+                )
+    return _executor
+
+
+def _run[**P, T](
+    ctx: contextvars.Context, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    now = time.monotonic()
+    if now - getattr(_local, "checked", 0.0) > _HEALTH_EVERY:
+        close_old_connections()
+        _local.checked = now
+    try:
+        return ctx.run(fn, *args, **kwargs)
+    except Exception:
+        # A broken connection must not poison the thread: drop it, the next call reconnects.
+        close_old_connections()
+        _local.checked = time.monotonic()
+        raise
+
+
+async def run_db[**P, T](fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run `fn(*args, **kwargs)` (ORM code) on a gateway DB thread and await its result."""
+    loop = asyncio.get_running_loop()
+    ctx = contextvars.copy_context()
+    return await loop.run_in_executor(_pool(), lambda: _run(ctx, fn, *args, **kwargs))

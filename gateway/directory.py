@@ -1,0 +1,123 @@
+"""What the gateway knows about one organization, in memory: its compiled policy and how to
+reach each approved server. Loaded from the database when the organization's `policy_version`
+changes (the catalog and policies apps bump it in the transaction that changes approvals or
+policies), never per call.
+
+Every replica re-reads the version stamp (mirrored in the cache by
+`tenants.services.org_bump_policy_version`) at most every `GATEWAY_POLICY_CHECK_SECONDS`
+(default 1 s): that is how long a policy change takes to reach all replicas.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.cache import cache
+
+from gateway.conf import gateway_settings
+from gateway.db import run_db
+from gateway.pool import UpstreamConfig
+from policies.engine import CompiledPolicy, VisibleTool
+from policies.types import Principal
+
+
+@dataclass(frozen=True)
+class ServerEntry:
+    """One approved server as the gateway calls it."""
+
+    slug: str
+    label: str
+    upstream: UpstreamConfig
+    auth_mode: str = "none"  # none | static | oauth
+    static_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    provider: Any = field(default=None, compare=False, repr=False)
+    version_id: int | None = None
+    server_id: int | None = None
+
+
+@dataclass
+class OrgView:
+    org_id: int
+    version: int
+    compiled: CompiledPolicy
+    servers: Mapping[str, ServerEntry]
+    # (principal, toolset) -> {exposed name: VisibleTool}, filled lazily
+    _visible: dict[tuple[Principal, str | None], dict[str, VisibleTool]] = field(
+        default_factory=dict
+    )
+
+    def visible(self, principal: Principal, toolset: str | None) -> dict[str, VisibleTool]:
+        key = (principal, toolset)
+        found = self._visible.get(key)
+        if found is None:
+            if len(self._visible) > 10_000:
+                self._visible.clear()
+            tools = self.compiled.visible_tools(principal, toolset)
+            found = self._visible[key] = {tool.name: tool for tool in tools}
+        return found
+
+
+def load_org_view(org_id: int) -> OrgView:
+    """Build the view from the database (sync; run on a gateway DB thread)."""
+    from gateway.catalog_bridge import servers_for_org
+    from tenants.models import Organization
+
+    org = Organization.objects.get(pk=org_id)
+    return OrgView(
+        org_id=org.pk,
+        version=org.policy_version,
+        compiled=_compiled_policy(org),
+        servers=servers_for_org(org),
+    )
+
+
+def _compiled_policy(org: Any) -> CompiledPolicy:
+    try:
+        from policies.selectors import compiled_policy_for
+    except ImportError:  # the policies app has not landed its selectors: nothing is allowed
+        from policies.engine import compile
+        from policies.types import CatalogSnapshot
+
+        return compile(CatalogSnapshot(), [], str(org.policy_version), org_id=org.pk)
+    return compiled_policy_for(org)
+
+
+def _read_version(org_id: int) -> int:
+    from tenants.models import Organization
+    from tenants.services import policy_version_cache_key
+
+    stamp = cache.get(policy_version_cache_key(org_id))
+    if stamp is None:
+        stamp = Organization.objects.values_list("policy_version", flat=True).get(pk=org_id)
+        cache.set(policy_version_cache_key(org_id), stamp, timeout=None)
+    return int(stamp)
+
+
+class Directory:
+    def __init__(self) -> None:
+        self._views: dict[int, tuple[float, OrgView]] = {}
+
+    def forget(self, org_id: int | None = None) -> None:
+        if org_id is None:
+            self._views.clear()
+        else:
+            self._views.pop(org_id, None)
+
+    async def org_view(self, org_id: int) -> OrgView:
+        now = time.monotonic()
+        cached = self._views.get(org_id)
+        if cached is not None and now - cached[0] < gateway_settings().policy_check_seconds:
+            return cached[1]
+        version = await run_db(_read_version, org_id)
+        if cached is not None and cached[1].version == version:
+            self._views[org_id] = (now, cached[1])
+            return cached[1]
+        view = await run_db(load_org_view, org_id)
+        self._views[org_id] = (now, view)
+        return view
+
+
+directory = Directory()
