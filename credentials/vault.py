@@ -179,8 +179,10 @@ def new_master_key_entry(key_id: str) -> str:
 
 # --- Data keys -------------------------------------------------------------------------------
 
-# data key id -> (organization id, data key bytes). Data keys are immutable, so this is safe.
-_data_keys: dict[int, tuple[int, bytes]] = {}
+# (data key id, uid tag) -> (organization id, data key bytes). The tag (8 hex digits of the key
+# row's random uid) travels in every blob, so a cached key can never be confused with another
+# row that reused the id (SQLite reuses ids after a rollback): the cache cannot go stale.
+_data_keys: dict[tuple[int, str], tuple[int, bytes]] = {}
 _lock = threading.Lock()
 
 
@@ -197,6 +199,10 @@ def _org_id(org: Any) -> int:
     if not isinstance(org_id, int):
         raise VaultError("The vault needs a saved organization.")
     return org_id
+
+
+def key_tag(key_uid: uuid.UUID | str) -> str:
+    return uuid.UUID(str(key_uid)).hex[:8]
 
 
 def _wrap_aad(org_id: int, key_uid: uuid.UUID | str) -> bytes:
@@ -224,23 +230,28 @@ def unwrap_data_key(row: Any) -> bytes:
         ) from exc
 
 
-def _cache_put(key_id: int, org_id: int, key: bytes) -> None:
+def data_key_for_row(row: Any) -> bytes:
+    """The plaintext data key of an OrgDataKey row, through the cache."""
+    ref = (row.pk, key_tag(row.uid))
+    cached = _data_keys.get(ref)
+    if cached is not None:
+        return cached[1]
+    key = unwrap_data_key(row)
     with _lock:
-        _data_keys[key_id] = (org_id, key)
+        _data_keys[ref] = (row.organization_id, key)
+    return key
 
 
-def _data_key_by_id(key_id: int) -> tuple[int, bytes]:
-    cached = _data_keys.get(key_id)
+def _data_key_by_ref(key_id: int, tag: str) -> tuple[int, bytes]:
+    cached = _data_keys.get((key_id, tag))
     if cached is not None:
         return cached
     from credentials.models import OrgDataKey
 
     row = OrgDataKey.objects.filter(pk=key_id).first()
-    if row is None:
+    if row is None or key_tag(row.uid) != tag:
         raise VaultError(f"The data key {key_id} named by this secret does not exist.")
-    key = unwrap_data_key(row)
-    _cache_put(row.pk, row.organization_id, key)
-    return row.organization_id, key
+    return row.organization_id, data_key_for_row(row)
 
 
 def create_data_key(*, org_id: int, active: bool = True) -> Any:
@@ -252,11 +263,12 @@ def create_data_key(*, org_id: int, active: bool = True) -> Any:
     row = OrgDataKey(organization_id=org_id, master_key_id=mk.id, active=active)
     row.wrapped_key = wrap_data_key(org_id=org_id, key_uid=row.uid, data_key=data_key, mk=mk)
     row.save()
-    _cache_put(row.pk, org_id, data_key)
+    with _lock:
+        _data_keys[(row.pk, key_tag(row.uid))] = (org_id, data_key)
     return row
 
 
-def _active_data_key(org_id: int) -> tuple[int, bytes]:
+def _active_data_key(org_id: int) -> Any:
     from credentials.models import OrgDataKey
 
     row = OrgDataKey.objects.filter(organization_id=org_id, active=True).first()
@@ -268,12 +280,7 @@ def _active_data_key(org_id: int) -> tuple[int, bytes]:
                 row = create_data_key(org_id=org_id)
         except IntegrityError:
             row = OrgDataKey.objects.get(organization_id=org_id, active=True)
-    cached = _data_keys.get(row.pk)
-    if cached is not None:
-        return row.pk, cached[1]
-    key = unwrap_data_key(row)
-    _cache_put(row.pk, org_id, key)
-    return row.pk, key
+    return row
 
 
 # --- Blobs -----------------------------------------------------------------------------------
@@ -290,8 +297,10 @@ def _b64d(text: str) -> bytes:
         raise VaultError("This secret is not a valid vault blob (bad encoding).") from exc
 
 
-def _blob_aad(org_id: int, purpose: str, row_uid: str | uuid.UUID, key_id: int) -> bytes:
-    return f"mgw-secret|{BLOB_VERSION}|org={org_id}|purpose={purpose}|row={row_uid}|key={key_id}".encode()
+def _blob_aad(org_id: int, purpose: str, row_uid: str | uuid.UUID, key_id: int, tag: str) -> bytes:
+    return (
+        f"mgw-secret|{BLOB_VERSION}|org={org_id}|purpose={purpose}|row={row_uid}|key={key_id}.{tag}"
+    ).encode()
 
 
 def _check_binding(purpose: str, row_uid: str | uuid.UUID) -> None:
@@ -307,32 +316,40 @@ def encrypt(*, org: Any, purpose: str, row_uid: str | uuid.UUID, plaintext: str)
     if not isinstance(plaintext, str):
         raise VaultError("The vault encrypts text; serialize the value first.")
     org_id = _org_id(org)
-    key_id, key = _active_data_key(org_id)
+    key_row = _active_data_key(org_id)
     return encrypt_with_key(
-        org_id=org_id, purpose=purpose, row_uid=row_uid, plaintext=plaintext, key_id=key_id, key=key
+        org_id=org_id, purpose=purpose, row_uid=row_uid, plaintext=plaintext, key_row=key_row
     )
 
 
 def encrypt_with_key(
-    *, org_id: int, purpose: str, row_uid: str | uuid.UUID, plaintext: str, key_id: int, key: bytes
+    *, org_id: int, purpose: str, row_uid: str | uuid.UUID, plaintext: str, key_row: Any
 ) -> str:
+    """Encrypt under a given data key row of `org_id` (the rotation's bulk path)."""
+    if key_row.organization_id != org_id:
+        raise VaultError("A data key of another organization cannot encrypt here.")
+    key = data_key_for_row(key_row)
+    tag = key_tag(key_row.uid)
     nonce = os.urandom(_NONCE_BYTES)
-    sealed = AESGCM(key).encrypt(
-        nonce, plaintext.encode("utf-8"), _blob_aad(org_id, purpose, row_uid, key_id)
-    )
-    return f"{BLOB_VERSION}:{key_id}:{_b64e(nonce)}:{_b64e(sealed)}"
+    aad = _blob_aad(org_id, purpose, row_uid, key_row.pk, tag)
+    sealed = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), aad)
+    return f"{BLOB_VERSION}:{key_row.pk}.{tag}:{_b64e(nonce)}:{_b64e(sealed)}"
 
 
-def _parse_blob(blob: str) -> tuple[int, bytes, bytes]:
+_KEY_REF_RE = re.compile(r"^([0-9]{1,19})\.([0-9a-f]{8})$")
+
+
+def _parse_blob(blob: str) -> tuple[int, str, bytes, bytes]:
     if not isinstance(blob, str) or not blob:
         raise VaultError("There is no stored secret to decrypt.")
     parts = blob.split(":")
-    if len(parts) != 4 or parts[0] != BLOB_VERSION or not parts[1].isdigit():
+    ref = _KEY_REF_RE.match(parts[1]) if len(parts) == 4 else None
+    if parts[0] != BLOB_VERSION or ref is None:
         raise VaultError("This secret is not a vault blob this version understands.")
     nonce = _b64d(parts[2])
     if len(nonce) != _NONCE_BYTES:
         raise VaultError("This secret is not a valid vault blob (bad nonce).")
-    return int(parts[1]), nonce, _b64d(parts[3])
+    return int(ref.group(1)), ref.group(2), nonce, _b64d(parts[3])
 
 
 def blob_data_key_id(blob: str) -> int:
@@ -344,12 +361,12 @@ def decrypt(*, org: Any, purpose: str, row_uid: str | uuid.UUID, blob: str) -> s
     """Decrypt a blob made by `encrypt` for exactly this org, purpose and row (else VaultError)."""
     _check_binding(purpose, row_uid)
     org_id = _org_id(org)
-    key_id, nonce, sealed = _parse_blob(blob)
-    key_org_id, key = _data_key_by_id(key_id)
+    key_id, tag, nonce, sealed = _parse_blob(blob)
+    key_org_id, key = _data_key_by_ref(key_id, tag)
     if key_org_id != org_id:
         raise VaultError("This secret belongs to another organization and cannot be read here.")
     try:
-        plain = AESGCM(key).decrypt(nonce, sealed, _blob_aad(org_id, purpose, row_uid, key_id))
+        plain = AESGCM(key).decrypt(nonce, sealed, _blob_aad(org_id, purpose, row_uid, key_id, tag))
     except InvalidTag as exc:
         raise VaultError(
             "This secret does not decrypt: it was altered or copied from another row or field. "

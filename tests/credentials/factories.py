@@ -108,9 +108,7 @@ class PendingAuthorizationFactory(factory.django.DjangoModelFactory):
         OAuthProviderFactory, organization=factory.SelfAttribute("..organization")
     )
     user = factory.LazyAttribute(lambda o: _member_of(o.organization))
-    state_hash = factory.LazyFunction(
-        lambda: hashlib.sha256(secrets.token_bytes(16)).hexdigest()
-    )
+    state_hash = factory.LazyFunction(lambda: hashlib.sha256(secrets.token_bytes(16)).hexdigest())
     session_binding_hash = factory.LazyFunction(
         lambda: hashlib.sha256(secrets.token_bytes(16)).hexdigest()
     )
