@@ -1,0 +1,58 @@
+"""Factories for the catalog's tenant-owned models (one per model, taking `organization=`)."""
+
+import factory
+
+from catalog.definitions import definition_hash
+from catalog.models import Server, ServerVersion, Tool, Transport, VersionStatus
+from tests.factories import OrganizationFactory
+
+
+class ServerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Server
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"Server {n}")
+    slug = factory.Sequence(lambda n: f"server-{n}")
+    transport = Transport.HTTP
+    url = factory.Sequence(lambda n: f"https://mcp{n}.example.com/mcp")
+    egress_hosts = factory.LazyAttribute(lambda o: [o.url.split("/")[2]])
+
+
+class ServerVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ServerVersion
+
+    organization = factory.SubFactory(OrganizationFactory)
+    server = factory.SubFactory(ServerFactory, organization=factory.SelfAttribute("..organization"))
+    number = factory.Sequence(lambda n: n + 1)
+    status = VersionStatus.DRAFT
+
+
+def _hash(tool: "ToolFactory") -> str:
+    return definition_hash(
+        {
+            "name": tool.name,
+            "title": tool.title,
+            "description": tool.description,
+            "inputSchema": tool.input_schema,
+            "outputSchema": None,
+            "annotations": None,
+        }
+    )
+
+
+class ToolFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tool
+
+    organization = factory.SubFactory(OrganizationFactory)
+    version = factory.SubFactory(
+        ServerVersionFactory, organization=factory.SelfAttribute("..organization")
+    )
+    server = factory.SelfAttribute("version.server")
+    name = factory.Sequence(lambda n: f"tool_{n}")
+    title = ""
+    description = "A tool."
+    input_schema = factory.LazyFunction(lambda: {"type": "object", "properties": {}})
+    definition_hash = factory.LazyAttribute(_hash)
