@@ -501,7 +501,7 @@ class CompiledPolicy:
                 redaction=view.redaction,
             )
         assert exposed is not None
-        if not isinstance(arguments, Mapping):
+        if type(arguments) is not dict and not isinstance(arguments, Mapping):
             return self._deny(
                 exposed_tool_name,
                 exposed.identity,
@@ -886,7 +886,7 @@ def _add_overrides(
                 ValidationError(
                     f"policies[{policy.index}].overrides[{index}].tool",
                     f"override '{name}' refers to '{override.tool}', which is not in the "
-                    "catalog; the override is not exposed",
+                    "catalog (or is itself an override); the override is not exposed",
                     "warning",
                 )
             )
