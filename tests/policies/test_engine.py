@@ -8,6 +8,7 @@ import pytest
 
 from policies.engine import CompiledPolicy, compile
 from policies.errors import PolicyCompileError
+from policies.redaction import redact
 from policies.types import (
     ArgumentRule,
     CatalogSnapshot,
@@ -903,3 +904,25 @@ def test_an_invalid_spec_is_refused_rather_than_skipped() -> None:
 def test_duplicate_policy_names_are_refused() -> None:
     with pytest.raises(PolicyCompileError, match="policy name 'p' is used twice"):
         build(policy("p"), policy("p"))
+
+
+def test_redaction_paths_mask_fields_without_touching_the_original() -> None:
+    compiled = build(
+        policy(
+            allow=allow("chat.post_message"),
+            redact=Redaction(arguments=("password", "user.email"), results=("items.*.token",)),
+        )
+    )
+    redaction = compiled.decide(BOT, "chat.post_message", {}).redaction
+    sent = {"text": "hi", "user": {"email": "a@x", "name": "A"}, "auth": [{"password": "s3"}]}
+    assert redact(sent, redaction.arguments) == {
+        "text": "hi",
+        "user": {"email": "[REDACTED]", "name": "A"},
+        "auth": [{"password": "[REDACTED]"}],
+    }
+    assert sent["user"]["email"] == "a@x" and sent["auth"][0]["password"] == "s3"
+    result = {"items": [{"token": "t1", "id": 1}, {"id": 2}], "token": "top"}
+    assert redact(result, redaction.results) == {
+        "items": [{"token": "[REDACTED]", "id": 1}, {"id": 2}],
+        "token": "top",  # a dotted path is anchored at the top
+    }
