@@ -67,6 +67,15 @@ class _Validator:
         }
         self.users = {u.casefold() for u in snapshot.user_emails}
         self.problems: list[ValidationError] = []
+        # Exposed names (tools and overrides) by server: patterns and suggestions only look
+        # at the servers they can concern, which keeps a 2,000-tool catalog fast.
+        self.by_server: dict[str, list[tuple[str, str, CatalogTool]]] = {}
+        for name in [*self.tools, *self.overrides]:
+            tool = self.real_tool(name)
+            if tool is not None:
+                server, _, short = name.partition(".")
+                self.by_server.setdefault(server, []).append((name, short, tool))
+        self._matches: dict[str, list[tuple[str, CatalogTool]]] = {}
 
     def add(self, where: str, message: str, severity: str = "error") -> None:
         self.problems.append(ValidationError(where, message, severity))  # type: ignore[arg-type]
@@ -91,13 +100,30 @@ class _Validator:
         if pattern.is_exact:
             tool = self.real_tool(pattern.exposed_name)
             return [(pattern.exposed_name, tool)] if tool is not None else []
-        found = []
-        for name in [*self.tools, *self.overrides]:
-            server, _, short = name.partition(".")
-            tool = self.real_tool(name)
-            if tool is not None and pattern.matches(server, short):
-                found.append((name, tool))
+        found = self._matches.get(text)
+        if found is None:
+            if "*" in pattern.server:
+                servers = list(self.by_server)
+            else:
+                servers = [pattern.server] if pattern.server in self.by_server else []
+            found = [
+                (name, tool)
+                for server in servers
+                for name, short, tool in self.by_server[server]
+                if pattern.matches(server, short)
+            ]
+            self._matches[text] = found
         return found
+
+    def suggestion(self, name: str) -> str:
+        """`; did you mean 'chat.post_message'?` from the same server, or about the server."""
+        server, _, short = name.partition(".")
+        if server in self.by_server:
+            shorts = [s for _, s, _ in self.by_server[server]]
+            close = difflib.get_close_matches(short, shorts, n=1)
+            return f"; did you mean '{server}.{close[0]}'?" if close else ""
+        close = difflib.get_close_matches(server, list(self.by_server), n=1)
+        return f"; there is no server '{server}' (did you mean '{close[0]}'?)" if close else ""
 
     def ref(self, where: str, text: str, *, allowing: bool) -> list[tuple[str, CatalogTool]]:
         try:
@@ -107,8 +133,7 @@ class _Validator:
         found = self.matched(text)
         if pattern.is_exact:
             if not found:
-                hint = difflib.get_close_matches(pattern.exposed_name, list(self.tools), n=1)
-                more = f"; did you mean '{hint[0]}'?" if hint else ""
+                more = self.suggestion(pattern.exposed_name)
                 self.add(where, f"unknown tool '{text}': no such tool in the catalog{more}")
             elif allowing and not found[0][1].callable:
                 self.add(

@@ -462,10 +462,21 @@ policies:
         ("policies[0].overrides[0].tool", "unknown tool 'chat.nope': no such tool in the catalog"),
         (
             'policies[0].limits.perTool["tickets.nope"]',
-            "unknown tool 'tickets.nope': no such tool in the catalog; did you mean 'tickets.list_open'?",
+            "unknown tool 'tickets.nope': no such tool in the catalog",
         ),
     ]
     assert all(p.severity == "error" for p in problems)
+
+
+def test_suggestions_come_from_the_same_server_or_name_the_server() -> None:
+    text = "consumer: triage-bot\nallow: {tools: [chats.post_message, chat.post_mesage]}\n"
+    problems = validate_document(parse_document(text), SNAPSHOT)
+    assert [p.message for p in problems] == [
+        "unknown tool 'chats.post_message': no such tool in the catalog; "
+        "there is no server 'chats' (did you mean 'chat'?)",
+        "unknown tool 'chat.post_mesage': no such tool in the catalog; "
+        "did you mean 'chat.post_message'?",
+    ]
 
 
 def test_rules_on_arguments_the_tool_does_not_have_or_of_the_wrong_type() -> None:
