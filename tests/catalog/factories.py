@@ -18,14 +18,32 @@ class ServerFactory(factory.django.DjangoModelFactory):
     url = factory.Sequence(lambda n: f"https://mcp{n}.example.com/mcp")
     egress_hosts = factory.LazyAttribute(lambda o: [o.url.split("/")[2]])
 
+    @factory.post_generation
+    def approved(self, create: bool, extracted: object, **kwargs: object) -> None:
+        """An approved version 1 (pass approved=False for a bare draft server)."""
+        if not create or extracted is False:
+            return
+        version = ServerVersion.objects.create(
+            organization=self.organization,
+            server=self,
+            number=1,
+            status=VersionStatus.APPROVED,
+            config_snapshot=self.connection_snapshot(),
+        )
+        self.approved_version = version
+        self.status = "approved"
+        self.save(update_fields=["approved_version", "status"])
+
 
 class ServerVersionFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = ServerVersion
 
     organization = factory.SubFactory(OrganizationFactory)
-    server = factory.SubFactory(ServerFactory, organization=factory.SelfAttribute("..organization"))
-    number = factory.Sequence(lambda n: n + 1)
+    server = factory.SubFactory(
+        ServerFactory, organization=factory.SelfAttribute("..organization"), approved=False
+    )
+    number = factory.Sequence(lambda n: n + 100)
     status = VersionStatus.DRAFT
 
 
