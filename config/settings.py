@@ -234,6 +234,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "InvitationStatusEnum": "tenants.api.serializers.INVITATION_STATUSES",
         "SecretStatusEnum": "tenants.api.serializers.SECRET_STATUSES",
+        "ServerStatusEnum": "catalog.models.ServerStatus",
+        "VersionStatusEnum": "catalog.models.VersionStatus",
     },
 }
 
