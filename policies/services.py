@@ -19,10 +19,12 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import yaml
 from django.db import transaction
 from django.utils import timezone
 
 import audit
+from policies.checks import location
 from policies.document import diff_documents, parse_document, validate_document
 from policies.engine import compile
 from policies.errors import (
@@ -45,6 +47,49 @@ from policies.types import CatalogSnapshot, PolicyDocument, PolicySpec, ToolGrou
 from tenants.models import Organization, User
 from tenants.permissions import Perm
 from tenants.services import org_bump_policy_version, require_perm
+
+
+def _line_map(text: str | bytes) -> dict[str, int]:
+    """Location -> 1-based line of every node of a (parsed, so already safe) YAML text."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    lines: dict[str, int] = {}
+    stack: list[tuple[str, Any]] = [("", root)]
+    while stack:
+        where, node = stack.pop()
+        if node is None:
+            continue
+        lines.setdefault(where, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                name = str(key.value)
+                lines.setdefault(location(where, name), key.start_mark.line + 1)
+                stack.append((location(where, name), value))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, value in enumerate(node.value):
+                stack.append((location(where, index), value))
+    return lines
+
+
+def _with_lines(text: str | bytes, problems: list[ValidationError]) -> list[ValidationError]:
+    """Catalog validation works on specs, not text: give its problems their line back."""
+    if all(p.line is not None for p in problems):
+        return problems
+    lines = _line_map(text)
+    located = []
+    for problem in problems:
+        line = problem.line
+        where = problem.location
+        while line is None and where:
+            line = lines.get(where)
+            cut = max(where.rfind("."), where.rfind("["))
+            where = where[:cut] if cut > 0 else ""
+        located.append(ValidationError(problem.location, problem.message, problem.severity, line))
+    return located
 
 
 class PolicyValidationError(PolicyDocumentError):
@@ -409,13 +454,16 @@ def _commit(
     changes: list[_Change],
     doc: PolicyDocument | None,
     source: str,
+    text: str | bytes | None = None,
 ) -> list[str]:
     """Validate and write `changes` atomically, or raise PolicyValidationError."""
     with transaction.atomic():
         _lock(org)
         plan = _plan(org, changes, doc=doc)
         if plan.errors:
-            raise PolicyValidationError(plan.errors)
+            raise PolicyValidationError(
+                _with_lines(text, plan.errors) if text is not None else plan.errors
+            )
         return _write(org, actor, plan, source=source)
 
 
@@ -493,8 +541,8 @@ def policy_apply(
         if plan.errors or dry_run:
             return ApplyResult(
                 diff=plan.diff,
-                errors=plan.errors,
-                warnings=plan.warnings,
+                errors=_with_lines(text, plan.errors),
+                warnings=_with_lines(text, plan.warnings),
                 applied=False,
                 dry_run=dry_run,
             )
@@ -509,7 +557,12 @@ def policy_apply(
                 details={"source": source, "prune": prune, "changes": done, "diff": plan.diff},
             )
     return ApplyResult(
-        diff=plan.diff, errors=[], warnings=plan.warnings, applied=True, dry_run=False, changes=done
+        diff=plan.diff,
+        errors=[],
+        warnings=_with_lines(text, plan.warnings),
+        applied=True,
+        dry_run=False,
+        changes=done,
     )
 
 
@@ -565,7 +618,7 @@ def policy_check(
         doc=doc,
         live_doc=live if live is not None else PolicyDocument(),
     )
-    return spec, plan.errors, plan.warnings, plan.diff
+    return spec, _with_lines(text, plan.errors), _with_lines(text, plan.warnings), plan.diff
 
 
 def policy_save(
@@ -592,6 +645,7 @@ def policy_save(
         changes=[_Change(RevisionKind.POLICY, policy, spec, enabled=enabled)],
         doc=PolicyDocument(policies=(spec,)),
         source=source,
+        text=text,
     )
     return Policy.objects.for_org(org).get(name=spec.name)
 
