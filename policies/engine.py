@@ -935,21 +935,21 @@ def _expand(catalog: _Catalog, policy: _Policy) -> None:
                 refs = target.setdefault(entry.name, [])
                 if ref not in refs:
                     refs.append(ref)
-    # Argument rules: pins ranked by the reference's specificity; checks all apply.
+    # Argument rules: pins ranked by the reference's specificity; checks all apply. One pin
+    # and one check per rule, shared by every tool the reference matches.
     for arguments in spec.arguments:
         rank = parse_tool_ref(arguments.tool).rank
-        for entry in catalog.with_variants(catalog.match(arguments.tool)):
-            for rule in arguments.rules:
-                ref = _ref(name, "arguments", arguments.tool, rule.argument)
-                if rule.pinned is not None:
-                    pin_ref = _Ref(f"{ref.rule_id}/pinned", name, f"{ref.where}.pinned")
-                    policy.pins.setdefault(entry.name, []).append(
-                        _Pin(rule.argument, rank, rule.pinned.value, pin_ref)
-                    )
-                if rule.has_constraints():
-                    check = ArgumentCheck(
-                        rule, policy=name, rule_id=ref.rule_id, location=ref.where
-                    )
+        entries = catalog.with_variants(catalog.match(arguments.tool))
+        for rule in arguments.rules:
+            ref = _ref(name, "arguments", arguments.tool, rule.argument)
+            if rule.pinned is not None:
+                pin_ref = _Ref(f"{ref.rule_id}/pinned", name, f"{ref.where}.pinned")
+                pin = _Pin(rule.argument, rank, rule.pinned.value, pin_ref)
+                for entry in entries:
+                    policy.pins.setdefault(entry.name, []).append(pin)
+            if rule.has_constraints():
+                check = ArgumentCheck(rule, policy=name, rule_id=ref.rule_id, location=ref.where)
+                for entry in entries:
                     policy.checks.setdefault(entry.name, []).append(check)
     for index, limit in enumerate(spec.limits.per_tool):
         for entry in catalog.with_variants(catalog.match(limit.tool)):
