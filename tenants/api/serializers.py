@@ -11,7 +11,6 @@ from tenants.models import Team, slug_validator
 from tenants.permissions import Role
 from tenants.services import MAX_KEY_TTL_DAYS
 
-
 # Named choice sets, so the OpenAPI schema gets one readable enum per set (ENUM_NAME_OVERRIDES).
 INVITATION_STATUSES = ["pending", "accepted", "revoked", "expired"]
 SECRET_STATUSES = ["active", "expired", "revoked"]
