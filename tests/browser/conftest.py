@@ -1,7 +1,7 @@
 """Real Chromium for the browser tests (every test in this folder is marked `browser`).
 
 Fixtures:
-- `browser` (session): Debian Chromium driven by Playwright's sync API, without
+- `browser` (package: once for this folder): Debian Chromium driven by Playwright's sync API, without
   `playwright install` (the machine is offline; /usr/bin/chromium comes from apt).
 - `page`: a page in a fresh context whose base URL is pytest-django's `live_server`, so
   `page.goto("/o/acme/")` works. Console errors and uncaught page errors are collected and the
@@ -64,7 +64,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: while Playwright's sync API is running, its event loop is the
+# running loop of this thread, so every later test in the session that starts an event loop
+# (anyio, asyncio.run) would fail, and Django would refuse ORM calls. Chromium starts once for
+# this folder and stops before the next package's tests.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(
