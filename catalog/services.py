@@ -844,6 +844,7 @@ def _apply_sync(*, server_id: int, listing: ToolListing) -> dict[str, Any]:
     server.save(update_fields=["last_sync_error", "last_synced_at"])
     drift = bool(changed or removed or added)
     draft = None
+    new_draft = False
     if drift:
         digest = tools_digest((t.name, t.definition_hash) for t in listing.tools)
         open_v = (
@@ -858,7 +859,10 @@ def _apply_sync(*, server_id: int, listing: ToolListing) -> dict[str, Any]:
                 # What is under review no longer matches the upstream: approving it would pin
                 # definitions nobody serves. Close it and start a fresh draft.
                 open_v.status = VersionStatus.REJECTED
-                open_v.decision_note = "The upstream's tools changed while this version was under review; a new draft holds the current definitions."
+                open_v.decision_note = (
+                    "The upstream's tools changed while this version was under review; "
+                    "a new draft holds the current definitions."
+                )
                 open_v.reviewed_at = now
                 open_v.save(update_fields=["status", "decision_note", "reviewed_at"])
             draft = _store_fetch(
@@ -868,9 +872,10 @@ def _apply_sync(*, server_id: int, listing: ToolListing) -> dict[str, Any]:
                 listing=listing,
                 origin=VersionOrigin.DRIFT,
             )
+            new_draft = True
     if to_quarantine or to_release:
         org_bump_policy_version(org=org)
-    if drift and (to_quarantine or draft is not None):
+    if to_quarantine or new_draft:
         audit.record(
             org=org,
             action="server.drift_detected",

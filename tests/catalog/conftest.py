@@ -1,4 +1,4 @@
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
+def _eager_celery() -> Iterator[None]:
+    # Tasks queued by the catalog (drift syncs) run inline in tests.
+    from config.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture(autouse=True)
 def _catalog_settings(settings: pytest.FixtureRequest) -> None:
     # Test peers listen on 127.0.0.1: allow loopback explicitly (the SSRF tests turn it off).
     settings.CATALOG_ALLOW_LOOPBACK = True
@@ -18,7 +29,6 @@ def _catalog_settings(settings: pytest.FixtureRequest) -> None:
     settings.CATALOG_REQUIRE_SANDBOX = True
     # The repo's own stdio peers (fault server, demo servers) import from tests/ and demo/.
     settings.CATALOG_SANDBOX_RO_PATHS = [str(REPO / "tests"), str(REPO / "demo"), "/tmp"]
-    settings.CELERY_TASK_ALWAYS_EAGER = True
     # Fast password hashing: personas are created in every test.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
