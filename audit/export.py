@@ -47,7 +47,7 @@ def audit_export_start(*, org: Any, actor: Any, fmt: str, query: AuditQuery) -> 
         export = AuditExport.objects.create(
             organization=org,
             created_by=actor,
-            created_by_label=str(actor)[:254],
+            created_by_label=str(actor)[:254] if actor is not None else "",
             format=fmt,
             filters=query.as_params(),
             max_event_id=max_id,

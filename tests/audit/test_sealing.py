@@ -137,3 +137,14 @@ def test_audit_verify_command_reports_and_exits_nonzero(org_a, capsys) -> None:
     assert exc.value.code == 1
     out = capsys.readouterr().out
     assert f"[changed] row {events[4].id}" in out
+
+
+def test_seal_task_seals_every_org_and_system_events(org_a, org_b) -> None:
+    from audit.tasks import audit_seal_task
+
+    _trail(org_a, 2)
+    _trail(org_b, 3)
+    AuditEventFactory(organization=None, occurred_at=timezone.now() - timedelta(hours=1))
+    assert audit_seal_task() == 6
+    assert audit_seal_task() == 0
+    assert verify_chain(org_id=None).rows_checked == 1
