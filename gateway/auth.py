@@ -78,25 +78,17 @@ class Authenticator(Protocol):
 
 def principal_from_key(key: Any) -> GatewayPrincipal:
     """A GatewayPrincipal from an AgentKey with agent, organization, acting_for, team loaded."""
+    from policies.selectors import principal_for_agent
+
     agent = key.agent
     user = agent.acting_for
-    tags = frozenset(t for t in (agent.tags or []) if isinstance(t, str))
-    teams = frozenset({agent.team.slug}) if agent.team_id else frozenset()
     return GatewayPrincipal(
         org_id=key.organization_id,
         org_slug=key.organization.slug,
         agent_id=agent.pk,
         agent_slug=agent.slug,
         key_id=key.pk,
-        policy_principal=Principal(
-            org_id=key.organization_id,
-            agent_slug=agent.slug,
-            agent_id=agent.pk,
-            agent_tags=tags,
-            team_slugs=teams,
-            user_email=user.email if user else None,
-            user_id=user.pk if user else None,
-        ),
+        policy_principal=principal_for_agent(agent),
         acting_for_id=user.pk if user else None,
         acting_for_email=user.email if user else None,
         expires_at=key.expires_at,

@@ -30,13 +30,20 @@ def servers_for_org(org: Any) -> dict[str, ServerEntry]:
 
 
 def server_entry(server: Any) -> ServerEntry | None:
-    try:
-        from catalog.upstream import server_connection_config
-    except ImportError:
-        config = None
-    else:
-        config = server_connection_config(server)
-    key = f"org:{server.organization_id}:server:{server.slug}:v:{server.approved_version_id}"
+    """The gateway's entry for one serving server (decrypts its static secrets: sync, DB)."""
+    from catalog.upstream import server_connection_config
+
+    config = server_connection_config(server)
+    provider = None
+    if config.auth_mode == "oauth" and config.oauth_provider_id is not None:
+        from credentials.models import OAuthProvider
+
+        provider = OAuthProvider.objects.filter(pk=config.oauth_provider_id).first()
+    # A new approved version, URL or command gets fresh pooled clients.
+    key = (
+        f"org:{server.organization_id}:server:{server.slug}:v:{server.approved_version_id}:"
+        f"{server.updated_at.timestamp() if server.updated_at else 0}"
+    )
     upstream = UpstreamConfig(
         key=key,
         label=server.slug,
@@ -50,7 +57,11 @@ def server_entry(server: Any) -> ServerEntry | None:
         slug=server.slug,
         label=server.name,
         upstream=upstream,
-        auth_mode=server.auth_mode,
+        auth_mode=config.auth_mode,
+        # open_client sends the static headers itself; kept here so the pool key differs
+        # when they change.
+        static_headers=dict(config.static_headers),
+        provider=provider,
         version_id=server.approved_version_id,
         server_id=server.pk,
     )

@@ -15,8 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.core.cache import cache
-
 from gateway.conf import gateway_settings
 from gateway.db import run_db
 from gateway.pool import UpstreamConfig
@@ -75,25 +73,15 @@ def load_org_view(org_id: int) -> OrgView:
 
 
 def _compiled_policy(org: Any) -> CompiledPolicy:
-    try:
-        from policies.selectors import compiled_policy_for
-    except ImportError:  # the policies app has not landed its selectors: nothing is allowed
-        from policies.engine import compile
-        from policies.types import CatalogSnapshot
+    from policies.selectors import compiled_policy_for
 
-        return compile(CatalogSnapshot(), [], str(org.policy_version), org_id=org.pk)
     return compiled_policy_for(org)
 
 
 def _read_version(org_id: int) -> int:
-    from tenants.models import Organization
-    from tenants.services import policy_version_cache_key
+    from policies.selectors import current_policy_version
 
-    stamp = cache.get(policy_version_cache_key(org_id))
-    if stamp is None:
-        stamp = Organization.objects.values_list("policy_version", flat=True).get(pk=org_id)
-        cache.set(policy_version_cache_key(org_id), stamp, timeout=None)
-    return int(stamp)
+    return current_policy_version(org_id)
 
 
 class Directory:

@@ -398,20 +398,19 @@ def _access_token(user: Any, provider: Any) -> str:
 
 
 async def _report_drift(server: ServerEntry, tool: str, exc: errors.ToolDrift) -> None:
-    """Hand the drift to the catalog (quarantine, diff for approvers); never fail the refusal
-    because of it."""
+    """Hand the drift to the catalog (quarantine now, full sync, diff for approvers); the
+    refusal stands even if reporting fails."""
     await pool.close_server(server.upstream.key)
-    try:
-        from catalog.services import drift_report_from_gateway
-    except ImportError:
-        logger.warning("tool drift on %s.%s: catalog drift handling unavailable", server.slug, tool)
+    if server.version_id is None:
         return
+    from catalog.services import drift_report
+
     try:
         await run_db(
-            drift_report_from_gateway,
-            server_id=server.server_id,
-            tool=tool,
-            live_hash=exc.live_hash,
+            drift_report,
+            server_version_id=server.version_id,
+            tool_name=tool,
+            observed_hash=exc.live_hash or "(tool missing upstream)",
         )
     except Exception:
         logger.exception("reporting drift of %s.%s failed", server.slug, tool)

@@ -120,6 +120,15 @@ async def _open_client(config: UpstreamConfig, headers: Mapping[str, str]) -> As
         yield client
 
 
+def _connect_failure_message(config: UpstreamConfig, error: BaseException | None) -> str:
+    from catalog.errors import UpstreamError
+
+    if isinstance(error, UpstreamError):
+        return str(error)  # the catalog's message: precise, secrets already removed
+    detail = type(error).__name__ if error is not None else "closed"
+    return f"Could not connect to the upstream server '{config.label}' ({detail})."
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     if isinstance(exc, MCPError):
         return exc.code == CONNECTION_CLOSED
@@ -225,10 +234,8 @@ class UpstreamPool:
                     connect_failure=True,
                 )
         if pooled.client is None or pooled.dead:
-            detail = type(pooled.error).__name__ if pooled.error else "closed"
             raise UpstreamUnavailable(
-                f"Could not connect to the upstream server '{config.label}' ({detail}).",
-                connect_failure=True,
+                _connect_failure_message(config, pooled.error), connect_failure=True
             )
         return pooled
 
