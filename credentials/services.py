@@ -294,7 +294,7 @@ def _provider_details(provider: OAuthProvider) -> dict[str, Any]:
         "auth_method": provider.token_endpoint_auth_method,
         "scopes": provider.scopes,
         "resource": provider.resource,
-        "has_client_secret": bool(provider.client_secret_blob),
+        "confidential_client": bool(provider.client_secret_blob),
     }
 
 

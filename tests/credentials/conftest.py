@@ -66,3 +66,34 @@ def connect_via_browser() -> Callable[..., object]:
         return client.get(callback_path(callback))
 
     return run
+
+
+@pytest.fixture
+def celery_eager():
+    """Run tasks in-process (the tasks are the real ones; only the broker hop is skipped)."""
+    from config.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield app
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def connected(oidc_provider, org_a, alice, client_as, register_provider, connect_via_browser):
+    """alice connected to a confidential-client provider (returns (provider, connection))."""
+    from credentials.models import Connection
+
+    def make(*, user=None, public: bool = False, oidc=None, slug: str = "tickets"):
+        oidc = oidc or oidc_provider
+        user = user or alice
+        provider = OAuthProvider.objects.filter(
+            organization=org_a, slug=slug
+        ).first() or register_provider(oidc, org=org_a, actor=alice, public=public, slug=slug)
+        response = connect_via_browser(
+            client_as(user), org_a, provider, oidc, account=user.email.split("@")[0]
+        )
+        assert response.status_code == 302, response.content[:300]
+        return provider, Connection.objects.get(user=user, provider=provider)
+
+    return make

@@ -15,6 +15,7 @@ from credentials.models import (
     PendingAuthorization,
     TokenAuthMethod,
 )
+from credentials.services import ACCESS_PURPOSE, REFRESH_PURPOSE
 from tenants.models import Membership
 from tests.factories import OrganizationFactory, UserFactory
 
@@ -59,7 +60,6 @@ class ConnectionFactory(factory.django.DjangoModelFactory):
 
     class Meta:
         model = Connection
-        exclude = ("access_token", "refresh_token")
 
     organization = factory.SubFactory(OrganizationFactory)
     provider = factory.SubFactory(
@@ -72,10 +72,6 @@ class ConnectionFactory(factory.django.DjangoModelFactory):
     scopes = "tickets:read"
     consent_client_id = "gateway"
     consent_scopes = "tickets:read"
-
-    @factory.lazy_attribute
-    def access_token_blob(self) -> str:
-        return ""
 
     @classmethod
     def _create(cls, model_class: type, *args: object, **kwargs: object) -> Connection:
@@ -93,10 +89,6 @@ class ConnectionFactory(factory.django.DjangoModelFactory):
             )
         conn.save()
         return conn
-
-
-ACCESS_PURPOSE = "credentials.connection.access_token"
-REFRESH_PURPOSE = "credentials.connection.refresh_token"
 
 
 class PendingAuthorizationFactory(factory.django.DjangoModelFactory):
