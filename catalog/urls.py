@@ -1,4 +1,27 @@
-from django.urls import path  # noqa: F401
+"""Catalog pages. Object ids are named `<model_name>_id` (the isolation test fills them)."""
+
+from django.urls import path
+
+from catalog import views
 
 app_name = "catalog"
-urlpatterns: list = []
+
+ORG = "o/<slug:org_slug>/"
+SERVER = ORG + "servers/<int:server_id>/"
+VERSION = SERVER + "versions/<int:serverversion_id>/"
+
+urlpatterns = [
+    path(ORG + "servers/", views.server_list, name="server_list"),
+    path(ORG + "servers/new/", views.server_create, name="server_create"),
+    path(SERVER, views.server_detail, name="server_detail"),
+    path(SERVER + "edit/", views.server_edit, name="server_edit"),
+    path(SERVER + "fetch/", views.server_fetch, name="server_fetch"),
+    path(SERVER + "deprecate/", views.server_deprecate, name="server_deprecate"),
+    path(SERVER + "retire/", views.server_retire, name="server_retire"),
+    path(VERSION, views.version_detail, name="version_detail"),
+    path(VERSION + "submit/", views.version_submit, name="version_submit"),
+    path(VERSION + "approve/", views.version_approve, name="version_approve"),
+    path(VERSION + "reject/", views.version_reject, name="version_reject"),
+    path(ORG + "reviews/", views.review_queue, name="review_queue"),
+    path(ORG + "tools/", views.tool_search, name="tool_search"),
+]
