@@ -153,3 +153,23 @@ def test_interrupted_export_has_no_manifest(org_a, alice, client_as) -> None:
     # The client went away before reading the body: the stream never reached its end.
     manifest = client.get(response["X-Audit-Manifest-URL"])
     assert manifest.status_code == 409 and "did not finish" in manifest.json()["detail"]
+
+
+def test_export_streams_under_asgi_too(org_a, alice) -> None:
+    """Under ASGI (production: uvicorn) the export is an async stream, not a buffered list."""
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    events = [AuditEventFactory(organization=org_a) for _ in range(3)]
+    client = AsyncClient()
+
+    async def run() -> tuple[bytes, bool]:
+        await client.aforce_login(alice)
+        response = await client.get(f"/o/{org_a.slug}/audit/export/", {"format": "jsonl"})
+        assert response.status_code == 200
+        assert response.is_async
+        return b"".join([chunk async for chunk in response.streaming_content]), response.is_async
+
+    body, _ = async_to_sync(run)()
+    assert [json.loads(line)["id"] for line in body.decode().splitlines()] == [e.id for e in events]
+    assert AuditExport.objects.get().event_count == 3

@@ -147,3 +147,9 @@ def test_auditor_cannot_change_anything(org_a, member_with_role, client_as, row_
     assert client.post(_url(org_a, "retention/"), {"retention_days": 30}).status_code == 403
     assert row_counts() == before
     assert AuditEvent.objects.count() == 1
+
+
+def test_dashboard_panel_shows_recent_events_to_readers_only(org_a, alice, bob, client_as) -> None:
+    AuditEventFactory(organization=org_a, action="policy.published")
+    assert b"policy.published" in client_as(alice).get(f"/o/{org_a.slug}/").content
+    assert b"policy.published" not in client_as(bob).get(f"/o/{org_a.slug}/").content
