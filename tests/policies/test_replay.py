@@ -1,0 +1,165 @@
+"""Explain and replay, against real `tool.call` audit rows written with audit.record."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+import audit
+from audit.models import AuditEvent
+from policies import services
+from policies.replay import policy_explain, policy_replay
+from tests.factories import AgentFactory
+from tests.policies.factories import approved_server
+
+LIVE = """\
+name: triage
+consumer: triage-bot
+allow:
+  servers: [tickets]
+  tools: [chat.post_message]
+deny:
+  tools: [tickets.delete_ticket]
+"""
+
+# Proposed: stop posting to chat, and allow deleting tickets.
+PROPOSED = """\
+name: triage
+consumer: triage-bot
+allow:
+  servers: [tickets]
+"""
+
+
+@pytest.fixture
+def setup(org_a, alice, bob):
+    approved_server(org_a, "tickets")
+    approved_server(org_a, "chat")
+    bot = AgentFactory(organization=org_a, slug="triage-bot", acting_for=bob)
+    other = AgentFactory(organization=org_a, slug="reporter")
+    assert services.policy_apply(org=org_a, actor=alice, text=LIVE, dry_run=False).applied
+    return org_a, bot, other
+
+
+def call(org, agent, server, tool, decision, arguments=None, *, ago=timedelta(hours=1), **extra):
+    event = audit.record(
+        org=org,
+        action="tool.call",
+        agent=agent,
+        on_behalf_of=agent.acting_for,
+        server=server,
+        tool=tool,
+        decision=decision,
+        details={"exposed_tool": f"{server}.{tool}", "arguments": arguments or {}},
+        **extra,
+    )
+    AuditEvent.objects.filter(pk=event.pk).update(occurred_at=timezone.now() - ago)
+    return event
+
+
+def test_explain_allowed_call_names_the_rule(setup):
+    org, bot, _ = setup
+    explanation = policy_explain(org=org, agent=bot, tool="tickets.get_ticket", arguments={})
+    assert explanation.allowed
+    assert explanation.verdict.startswith("Allowed: agent 'triage-bot'")
+    assert any("triage" in reason for reason in explanation.reasons)
+
+
+def test_explain_denied_call_says_the_deny_wins(setup):
+    org, bot, _ = setup
+    explanation = policy_explain(org=org, agent=bot, tool="tickets.delete_ticket")
+    assert not explanation.allowed
+    assert (
+        explanation.verdict
+        == "Denied: agent 'triage-bot' acting for bob@acme.test may not call tickets.delete_ticket."
+    )
+    assert any("deny" in reason for reason in explanation.reasons), explanation.reasons
+
+
+def test_explain_against_a_proposal_does_not_change_the_live_policy(setup):
+    org, bot, _ = setup
+    proposed = policy_explain(
+        org=org, agent=bot, tool="chat.post_message", arguments={}, proposed_text=PROPOSED
+    )
+    assert not proposed.allowed
+    assert policy_explain(org=org, agent=bot, tool="chat.post_message").allowed
+
+
+def test_explain_reports_errors_of_a_broken_proposal(setup):
+    org, bot, _ = setup
+    explanation = policy_explain(
+        org=org, agent=bot, tool="chat.post_message", proposed_text="consumer: [oops"
+    )
+    assert not explanation.allowed and explanation.errors
+
+
+def test_replay_lists_flips_both_ways_with_counts(setup):
+    org, bot, other = setup
+    call(org, bot, "chat", "post_message", "allow", {"channel": "triage", "text": "hi"})
+    call(org, bot, "chat", "post_message", "allow", {"channel": "triage", "text": "again"})
+    call(org, bot, "tickets", "get_ticket", "allow", {"ticket_id": "T-1"})  # unchanged
+    call(org, bot, "tickets", "delete_ticket", "deny", {"ticket_id": "T-1"})  # -> allowed
+    call(org, other, "tickets", "get_ticket", "deny")  # reporter: denied before and after
+    call(org, bot, "chat", "post_message", "allow", ago=timedelta(days=30))  # out of period
+
+    result = policy_replay(org=org, text=PROPOSED, since=timezone.now() - timedelta(days=1))
+    assert result.errors == []
+    assert result.scanned == 5 and not result.truncated
+    assert (result.to_denied, result.to_allowed) == (2, 1)
+    assert result.counts == [
+        {
+            "agent": "triage-bot",
+            "tool": "chat.post_message",
+            "direction": "allowed → denied",
+            "calls": 2,
+        },
+        {
+            "agent": "triage-bot",
+            "tool": "tickets.delete_ticket",
+            "direction": "denied → allowed",
+            "calls": 1,
+        },
+    ]
+    flip = next(f for f in result.flips if f.tool == "tickets.delete_ticket")
+    assert not flip.was_allowed and flip.now_allowed
+
+
+def test_replay_is_bounded_and_says_so(setup):
+    org, bot, _ = setup
+    for _ in range(5):
+        call(org, bot, "chat", "post_message", "allow")
+    result = policy_replay(org=org, text=PROPOSED, max_rows=3)
+    assert result.scanned == 3 and result.truncated
+    assert result.to_denied == 3
+
+
+def test_replay_counts_rate_limited_calls_as_allowed_by_policy(setup):
+    org, bot, _ = setup
+    call(org, bot, "chat", "post_message", "deny", error_class="rate_limit")
+    result = policy_replay(org=org, text=PROPOSED)
+    assert result.to_denied == 1
+
+
+def test_replay_skips_calls_of_deleted_agents(setup):
+    org, _bot, other = setup
+    call(org, other, "tickets", "get_ticket", "deny")
+    other.delete()
+    result = policy_replay(org=org, text=PROPOSED)
+    assert result.skipped == 1 and result.changed == 0
+
+
+def test_replay_writes_nothing_and_reports_bad_documents(setup, row_counts):
+    org, bot, _ = setup
+    call(org, bot, "chat", "post_message", "allow")
+    before = row_counts()
+    result = policy_replay(org=org, text="consumer: triage-bot\nallow:\n  tools: [nope.x]\n")
+    assert result.errors and result.scanned == 0
+    assert policy_replay(org=org, text=PROPOSED).changed == 1
+    assert row_counts() == before
+
+
+def test_replay_never_reads_another_organizations_calls(setup, org_b):
+    org, _bot, _ = setup
+    stranger = AgentFactory(organization=org_b, slug="triage-bot")
+    call(org_b, stranger, "chat", "post_message", "allow")
+    assert policy_replay(org=org, text=PROPOSED).scanned == 0
