@@ -8,6 +8,7 @@ from demo.seed.context import DemoContext
 STEPS: list[str] = [
     "demo.seed.tenants",
     "demo.seed.catalog",
+    "demo.seed.policies",
     "demo.seed.audit",
 ]
 

@@ -41,7 +41,20 @@ def setup(org_a, alice, bob):
     return org_a, bot, other
 
 
-def call(org, agent, server, tool, decision, arguments=None, *, ago=timedelta(hours=1), **extra):
+def call(
+    org,
+    agent,
+    server,
+    tool,
+    decision,
+    arguments=None,
+    *,
+    ago=timedelta(hours=1),
+    extra_exposed=None,
+    **extra,
+):
+    """A `tool.call` row as the gateway writes it (real tool in the columns, exposed name and
+    arguments in details)."""
     event = audit.record(
         org=org,
         action="tool.call",
@@ -50,7 +63,10 @@ def call(org, agent, server, tool, decision, arguments=None, *, ago=timedelta(ho
         server=server,
         tool=tool,
         decision=decision,
-        details={"exposed_tool": f"{server}.{tool}", "arguments": arguments or {}},
+        details={
+            "exposed_tool": extra_exposed or f"{server}.{tool}",
+            "arguments": arguments or {},
+        },
         **extra,
     )
     AuditEvent.objects.filter(pk=event.pk).update(occurred_at=timezone.now() - ago)
@@ -163,3 +179,73 @@ def test_replay_never_reads_another_organizations_calls(setup, org_b):
     stranger = AgentFactory(organization=org_b, slug="triage-bot")
     call(org_b, stranger, "chat", "post_message", "allow")
     assert policy_replay(org=org, text=PROPOSED).scanned == 0
+
+
+# --------------------------------------------------------------------------- the demo, end to end
+
+
+def test_demo_policy_applies_explains_round_trips_and_replays(db, settings):
+    """The issue's "done when", on the real demo catalog: the seed applies, explains
+    correctly, round-trips, and a replay lists the calls a change would flip."""
+    import importlib
+
+    from demo.seed import DemoContext
+    from policies.services import policy_apply, policy_export
+
+    settings.DEMO_UPSTREAM_URL = "http://127.0.0.1:9"  # nothing listens: definitions in-process
+    ctx = DemoContext(upstream_base_url=settings.DEMO_UPSTREAM_URL)
+    for step in ("demo.seed.tenants", "demo.seed.catalog", "demo.seed.policies"):
+        importlib.import_module(step).seed(ctx)
+    org, agent = ctx.org, ctx.agent
+
+    def explain(tool, arguments=None):
+        return policy_explain(org=org, agent=agent, tool=tool, arguments=arguments or {})
+
+    assert explain("tickets.list_tickets").allowed
+    assert explain("tickets.update_ticket", {"ticket_id": "TCK-101", "comment": "ok"}).allowed
+    assert not explain(
+        "tickets.update_ticket", {"ticket_id": "TCK-101", "comment": "x" * 2001}
+    ).allowed
+    assert not explain("tickets.delete_ticket", {"ticket_id": "TCK-101"}).allowed
+    assert not explain("chat.delete_channel", {"channel": "general"}).allowed
+    assert not explain("chat.post_message", {"channel": "general", "text": "hi"}).allowed
+    post = explain("chat.post_to_triage", {"text": "summary", "channel": "general"})
+    assert post.allowed and post.effective_arguments["channel"] == "daily-triage"
+    assert post.real_tool == "chat.post_message"
+
+    exported = policy_export(org=org)
+    assert exported == importlib.import_module("demo.seed.policies").DEMO_POLICY_YAML
+    assert policy_apply(org=org, actor=ctx.admin, text=exported, dry_run=True).diff == []
+    seed_again = importlib.import_module("demo.seed.policies")
+    seed_again.seed(ctx)  # idempotent
+    assert policy_export(org=org) == exported
+
+    call(
+        org,
+        agent,
+        "chat",
+        "post_message",
+        "allow",
+        {"text": "summary"},
+        extra_exposed="chat.post_to_triage",
+    )
+    call(
+        org,
+        agent,
+        "tickets",
+        "update_ticket",
+        "allow",
+        {"ticket_id": "TCK-101", "status": "closed"},
+    )
+    stricter = exported.replace('    - "tickets.update_ticket"\n', "")
+    assert stricter != exported, exported
+    result = policy_replay(org=org, text=stricter)
+    assert result.errors == [], result.errors
+    assert result.counts == [
+        {
+            "agent": agent.slug,
+            "tool": "tickets.update_ticket",
+            "direction": "allowed → denied",
+            "calls": 1,
+        }
+    ]
