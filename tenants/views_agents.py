@@ -20,7 +20,13 @@ from tenants.forms import AgentEditForm, AgentForm, AgentKeyCreateForm
 from tenants.models import Agent, Organization
 from tenants.permissions import Perm
 from tenants.selectors import agent_get, agent_key_get, agent_keys_for_agent, agents_for_org
-from tenants.views_common import add_domain_error, post_only, require_role_perm
+from tenants.views_common import (
+    add_domain_error,
+    form_was_already_submitted,
+    issue_form_nonce,
+    post_only,
+    require_role_perm,
+)
 
 
 def mcp_endpoint_url(org: Organization) -> str:
@@ -75,6 +81,7 @@ def _detail(request: HttpRequest, agent: Agent, status: int = 200, **extra: Any)
             },
         ),
         "key_form": AgentKeyCreateForm(),
+        "form_nonce": issue_form_nonce(request),
     }
     context.update(extra)
     return render(request, "tenants/agent_detail.html", context, status=status)
@@ -133,6 +140,13 @@ def agent_key_create(request: HttpRequest, agent_id: int) -> HttpResponse:
     agent = agent_get(org=org, id=agent_id)
     if (not_allowed := post_only(request)) is not None:
         return not_allowed
+    if form_was_already_submitted(request):
+        messages.warning(
+            request,
+            "That form was already submitted (a reload or a double click), so no second key was "
+            "created. A key is shown only once: if you did not copy it, revoke it and create another.",
+        )
+        return redirect("tenants:agent-detail", org.slug, agent.pk)
     form = AgentKeyCreateForm(request.POST)
     if form.is_valid():
         try:

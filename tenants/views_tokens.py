@@ -10,13 +10,25 @@ from tenants import services
 from tenants.errors import DomainError
 from tenants.forms import TokenCreateForm
 from tenants.selectors import token_get, tokens_for_user
-from tenants.views_common import add_domain_error, post_only
+from tenants.views_common import (
+    add_domain_error,
+    form_was_already_submitted,
+    issue_form_nonce,
+    post_only,
+)
 
 
 @login_required
 def tokens(request: HttpRequest) -> HttpResponse:
     if request.method not in ("GET", "POST"):
         return HttpResponse(status=405, headers={"Allow": "GET, POST"})
+    if request.method == "POST" and form_was_already_submitted(request):
+        messages.warning(
+            request,
+            "That form was already submitted (a reload or a double click), so no second token was "
+            "created. A token is shown only once: if you did not copy it, revoke it and create another.",
+        )
+        return redirect("tenants:tokens")
     form = TokenCreateForm(request.POST or None)
     context: dict = {"form": form, "api_base": f"{settings.SITE_URL}/api/v1/"}
     status = 200
@@ -32,6 +44,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
             context.update(new_token=token, new_token_plaintext=plaintext, form=TokenCreateForm())
             status = 201
     context["tokens"] = tokens_for_user(user=request.user)
+    context["form_nonce"] = issue_form_nonce(request)
     return render(request, "tenants/tokens.html", context, status=status)
 
 

@@ -23,6 +23,13 @@ from tests.factories import (
 pytest_plugins = ["tests.peers.fixtures"]
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
+    # The default hasher costs ~1 s per persona on a busy 2-core machine; tests of password
+    # handling do not depend on the work factor.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def org_a(db: None) -> Organization:
     return OrganizationFactory(name="Acme", slug="acme")

@@ -304,3 +304,23 @@ def test_other_orgs_objects_are_404(org_b, alice, charlie, client_as) -> None:
     assert client.get(reverse("tenants:members", args=["globex"])).status_code == 404
     key.refresh_from_db()
     assert key.revoked_at is None
+
+
+def test_reloading_the_key_page_does_not_create_a_second_key(org_a, alice, client_as) -> None:
+    """A browser reload re-sends the POST that showed the key once; it must not mint another."""
+    import re
+
+    from tenants.models import AgentKey
+    from tests.factories import AgentFactory
+
+    agent = AgentFactory(organization=org_a)
+    client = client_as(alice)
+    page = client.get(reverse("tenants:agent-detail", args=["acme", agent.pk])).content.decode()
+    nonce = re.search(r'name="form_nonce" value="([^"]+)"', page).group(1)
+    url = reverse("tenants:agent-key-create", args=["acme", agent.pk])
+    first = client.post(url, {"name": "ci", "form_nonce": nonce})
+    assert first.status_code == 201 and "mgw_" in first.content.decode()
+    again = client.post(url, {"name": "ci", "form_nonce": nonce}, follow=True)
+    assert "already submitted" in again.content.decode()
+    assert "mgw_" not in again.content.decode()
+    assert AgentKey.objects.filter(agent=agent).count() == 1
