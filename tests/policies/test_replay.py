@@ -6,7 +6,6 @@ import pytest
 from django.utils import timezone
 
 import audit
-from audit.models import AuditEvent
 from policies import services
 from policies.replay import policy_explain, policy_replay
 from tests.factories import AgentFactory
@@ -67,9 +66,10 @@ def call(
             "exposed_tool": extra_exposed or f"{server}.{tool}",
             "arguments": arguments or {},
         },
+        # Audit rows are append-only (a Postgres trigger refuses UPDATE): set the time now.
+        occurred_at=timezone.now() - ago,
         **extra,
     )
-    AuditEvent.objects.filter(pk=event.pk).update(occurred_at=timezone.now() - ago)
     return event
 
 
