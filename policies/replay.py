@@ -21,6 +21,7 @@ from typing import Any
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from policies.argrules import display_value
 from policies.engine import CompiledPolicy, Decision, compile
 from policies.errors import PolicyDocumentError, ValidationError
 from policies.selectors import compiled_policy_for, principal_for_agent
@@ -53,9 +54,18 @@ class Explanation:
     errors: list[ValidationError] = field(default_factory=list)
 
 
+def rule_words(rule_id: str) -> str:
+    """`policy:daily-triage/limits/perTool/chat.x/rateLimitPerMinute` ->
+    `policy 'daily-triage' (limits.perTool.chat.x.rateLimitPerMinute)`."""
+    if not rule_id.startswith("policy:"):
+        return rule_id
+    name, _, path = rule_id.removeprefix("policy:").partition("/")
+    return f"policy '{name}' ({path.replace('/', '.')})" if path else f"policy '{name}'"
+
+
 def _limit_words(limit: Any) -> str:
     per = "minute" if limit.window == "minute" else "day"
-    return f"at most {limit.max_calls} calls per {per} ({limit.rule})"
+    return f"at most {limit.max_calls} calls per {per}, set by {rule_words(limit.rule)}"
 
 
 def explain_decision(decision: Decision, principal: Principal) -> Explanation:
@@ -75,8 +85,8 @@ def explain_decision(decision: Decision, principal: Principal) -> Explanation:
         matched_rules=list(decision.matched_rules),
         effective_arguments=dict(decision.effective_arguments),
         pins=[
-            f"'{p.argument}' is pinned to {p.value!r} by {p.rule}"
-            + (" (the agent's value is replaced)" if p.replaced else "")
+            f"'{p.argument}' is set to {display_value(p.value)} by {rule_words(p.rule)}"
+            + ("; the agent's value is replaced" if p.replaced else "")
             for p in decision.pins
         ],
         limits=[_limit_words(limit) for limit in decision.limits],

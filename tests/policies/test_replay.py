@@ -212,6 +212,11 @@ def test_demo_policy_applies_explains_round_trips_and_replays(db, settings):
     post = explain("chat.post_to_triage", {"text": "summary", "channel": "general"})
     assert post.allowed and post.effective_arguments["channel"] == "daily-triage"
     assert post.real_tool == "chat.post_message"
+    assert post.pins == [
+        "'channel' is set to 'daily-triage' by policy 'daily-triage' (overrides[0].pin.channel);"
+        " the agent's value is replaced"
+    ]
+    assert "at most 5 calls per minute, set by policy 'daily-triage'" in " ".join(post.limits)
 
     exported = policy_export(org=org)
     assert exported == importlib.import_module("demo.seed.policies").DEMO_POLICY_YAML
