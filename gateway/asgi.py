@@ -14,6 +14,7 @@ authenticated caller, since those never reach the pipeline.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -101,8 +102,13 @@ class GatewayEndpoint:
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
         manager = self.new_manager()
-        async with pool.run(), manager.run():
-            yield
+        try:
+            async with pool.run(), manager.run():
+                yield
+        finally:
+            from gateway.db import shutdown
+
+            await asyncio.to_thread(shutdown)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

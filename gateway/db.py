@@ -65,3 +65,29 @@ async def run_db[**P, T](fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) 
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
     return await loop.run_in_executor(_pool(), lambda: _run(ctx, fn, *args, **kwargs))
+
+
+def shutdown() -> None:
+    """Close every DB thread's connection and stop the threads (at the end of the lifespan)."""
+    global _executor
+    with _lock:
+        executor, _executor = _executor, None
+    if executor is None:
+        return
+    from django.db import connections
+
+    workers = len(executor._threads)  # each thread takes exactly one task thanks to the barrier
+    barrier = threading.Barrier(workers) if workers else None
+
+    def close() -> None:
+        connections.close_all()
+        if barrier is not None:
+            barrier.wait(timeout=5)
+
+    futures = [executor.submit(close) for _ in range(workers)]
+    for future in futures:
+        try:
+            future.result(timeout=10)
+        except Exception:  # noqa: S112 - best effort at shutdown
+            continue
+    executor.shutdown(wait=True)

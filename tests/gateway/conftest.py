@@ -48,7 +48,7 @@ class GatewayServer:
 
 
 @pytest.fixture(scope="session")
-def _gateway_server() -> Iterator[GatewayServer]:
+def _gateway_server(django_db_setup: None, django_db_blocker: Any) -> Iterator[GatewayServer]:
     from config.asgi import application
 
     port = free_port()
