@@ -84,6 +84,7 @@ class AuditEventListAPI(OrgScopedAPIView):
     http_method_names = ["get", "head", "options"]
 
     @extend_schema(
+        operation_id="audit_events_list",
         parameters=_FILTER_PARAMS,
         responses=inline_serializer(
             "AuditEventPage",
@@ -124,7 +125,7 @@ class AuditEventDetailAPI(OrgScopedAPIView):
     read_perm = Perm.READ_AUDIT
     http_method_names = ["get", "head", "options"]
 
-    @extend_schema(responses=AuditEventSerializer)
+    @extend_schema(operation_id="audit_events_retrieve", responses=AuditEventSerializer)
     def get(self, request: Request, org_slug: str, auditevent_id: int) -> Response:
         event = audit_event_get(org=self.org, id=auditevent_id)
         return Response(AuditEventSerializer(event).data)
