@@ -66,6 +66,7 @@ def seed(ctx: DemoContext) -> None:
                 "password": member_password or "(unchanged: set on first run)",
             },
             "agent": agent.slug,
+            "mcp_url": f"{settings.SITE_URL}/mcp/{org.slug}/",
             "agent_key": plaintext,
         }
     )

@@ -23,6 +23,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from tests.peers.process import free_port
 
@@ -141,10 +142,33 @@ def sign_in(http: httpx2.Client, email: str, password: str) -> httpx2.Response:
     )
 
 
-async def list_tools(mcp_url: str, key: str, mode: str) -> list[str]:
+DEMO_AGENT_TOOLS = [
+    "chat.post_to_triage",
+    "tickets.get_ticket",
+    "tickets.list_tickets",
+    "tickets.update_ticket",
+]
+
+
+async def daily_triage_story(mcp_url: str, key: str, mode: str) -> dict[str, object]:
+    """What a newcomer does with the printed key: list tools, read tickets, try a delete."""
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=10.0)
     async with Client(streamable_http_client(mcp_url, http_client=http), mode=mode) as client:
-        return [tool.name for tool in (await client.list_tools()).tools]
+        tools = sorted(tool.name for tool in (await client.list_tools()).tools)
+        listed = await client.call_tool("tickets.list_tickets", {})
+        try:
+            await client.call_tool("tickets.delete_ticket", {"ticket_id": "TCK-101"})
+        except MCPError as exc:
+            denied_code, denied_message = exc.code, exc.message
+        else:
+            denied_code, denied_message = None, "the delete was not refused"
+    return {
+        "tools": tools,
+        "list_error": listed.is_error,
+        "list_text": " ".join(getattr(block, "text", "") for block in listed.content),
+        "denied_code": denied_code,
+        "denied_message": denied_message,
+    }
 
 
 def test_trial_command_serves_the_demo_and_stops_cleanly(trial: Trial) -> None:
@@ -171,24 +195,30 @@ def test_trial_command_serves_the_demo_and_stops_cleanly(trial: Trial) -> None:
         assert summary["email"] in page.text
         assert re.search(r"<h1>[^<]*Demo[^<]*</h1>", page.text, re.IGNORECASE), page.text[:3000]
 
-        if (ROOT / "gateway" / "asgi.py").exists():
-            mcp_url = f"{base_url}/mcp/demo/"
-            refused = http.post(
-                mcp_url,
-                headers={
-                    "Authorization": "Bearer mgw_not_a_real_key",
-                    "Accept": "application/json, text/event-stream",
-                },
-                json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}},
+        mcp_url = f"{base_url}/mcp/demo/"
+        refused = http.post(
+            mcp_url,
+            headers={
+                "Authorization": "Bearer mgw_not_a_real_key",
+                "Accept": "application/json, text/event-stream",
+            },
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}},
+        )
+        assert refused.status_code == 401, refused.text
+        for mode in ("legacy", "2026-07-28"):
+            story = anyio.run(daily_triage_story, mcp_url, summary["key"], mode)
+            # Exactly what the daily-triage policy allows: no delete tool, the safe channel variant.
+            assert story["tools"] == DEMO_AGENT_TOOLS, story["tools"]
+            assert not story["list_error"] and "TCK-101" in story["list_text"], story
+            assert story["denied_code"] == -32010 and "daily-triage" in story["denied_message"], (
+                story
             )
-            assert refused.status_code == 401, refused.text
-            for mode in ("legacy", "2026-07-28"):
-                names = anyio.run(list_tools, mcp_url, summary["key"], mode)
-                # Once the demo catalog and the daily-triage policy are seeded, the agent sees
-                # the ticket readers and never a delete tool; before that its list is empty.
-                if names:
-                    assert any("list_tickets" in name for name in names), names
-                    assert not [name for name in names if "delete" in name], names
+
+        # Every one of those calls is in the audit trail the admin sees.
+        audit = http.get("/o/demo/audit/", params={"action": "tool.call"})
+        assert audit.status_code == 200
+        assert audit.text.count("tickets.delete_ticket") >= 2, "denied calls are audited"
+        assert "tickets.list_tickets" in audit.text
 
     # Stop it as a terminal would (SIGTERM to the process group): everything must go.
     stopping = time.monotonic()
