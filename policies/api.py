@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -28,6 +28,7 @@ from policies.replay import (
     policy_explain,
     policy_replay,
 )
+from policies.specs import policy_yaml
 from tenants.api.base import OrgScopedAPIView, StrictSerializer
 from tenants.errors import DomainError
 from tenants.models import Agent
@@ -98,7 +99,7 @@ def _yaml_field(**kwargs: Any) -> serializers.CharField:
 
 
 class PolicyOut(serializers.ModelSerializer):
-    yaml = serializers.CharField(source="source_yaml")
+    yaml = serializers.SerializerMethodField()
     updated_by = serializers.EmailField(source="updated_by.email", allow_null=True, default=None)
 
     class Meta:
@@ -115,6 +116,10 @@ class PolicyOut(serializers.ModelSerializer):
             "updated_at",
             "updated_by",
         ]
+
+    @extend_schema_field(serializers.CharField())
+    def get_yaml(self, policy: Policy) -> str:
+        return policy_yaml(policy)
 
 
 class PolicyIn(StrictSerializer):

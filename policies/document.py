@@ -8,6 +8,7 @@ groups they use:
     policies:
       - name: daily-triage
         description: "What the triage agent may do"
+        enabled: false                          # kept and exported, grants and denies nothing
         consumer: daily-triage-agent            # shorthand for subjects.agents: [that agent]
         subjects:
           teams: ["support"]                    # also: agents (or "*"), users, agentTags
@@ -35,7 +36,8 @@ groups they use:
           arguments: ["text"]
           results: ["user.email"]
 
-`name` defaults to `consumer` and is left out on export when equal to it.
+`name` defaults to `consumer` and is left out on export when equal to it; `enabled` defaults
+to true and is written only when false.
 
 Reading is defensive: safe YAML only (no tags, no anchors or aliases, so no "billion laughs"),
 at most 256 KiB and 20 levels of nesting, no duplicate keys, no unknown keys, no dates. Every
@@ -86,6 +88,7 @@ LINE_WIDTH = 100
 POLICY_KEYS = (
     "name",
     "description",
+    "enabled",
     "consumer",
     "subjects",
     "allow",
@@ -241,9 +244,14 @@ class _Reader:
         description = ""
         if "description" in m:
             description = self.string(m["description"], location(prefix, "description")) or ""
+        enabled = True
+        if "enabled" in m:
+            flag = self.boolean(m["enabled"], location(prefix, "enabled"))
+            enabled = True if flag is None else flag
         return PolicySpec(
             name=name,
             description=description,
+            enabled=enabled,
             consumer=consumer,
             subjects=self.subjects(m.get("subjects"), location(prefix, "subjects")),
             allow=self.rules(m.get("allow"), location(prefix, "allow")),
@@ -643,6 +651,8 @@ def _policy_plain(spec: PolicySpec) -> dict[str, Any]:
         plain["name"] = spec.name
     if spec.description:
         plain["description"] = _Flow(spec.description)
+    if not spec.enabled:
+        plain["enabled"] = False
     if spec.consumer is not None:
         plain["consumer"] = spec.consumer
     subjects = {
@@ -802,11 +812,16 @@ def diff_documents(live: PolicyDocument, proposed: PolicyDocument) -> list[str]:
                 for path, value in _flat(_policy_plain(new_policies[name])).items()
             ]
         else:
-            lines += _diff_plain(
-                f"policy '{name}'",
-                _policy_plain(live_policies[name]),
-                _policy_plain(new_policies[name]),
-            )
+            old, new = live_policies[name], new_policies[name]
+            if old.enabled != new.enabled:
+                lines.append(
+                    f"~ policy '{name}': {'enabled' if old.enabled else 'disabled'} -> "
+                    f"{'enabled' if new.enabled else 'disabled'}"
+                )
+            before, after = _policy_plain(old), _policy_plain(new)
+            before.pop("enabled", None)
+            after.pop("enabled", None)
+            lines += _diff_plain(f"policy '{name}'", before, after)
     return lines
 
 

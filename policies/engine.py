@@ -821,7 +821,9 @@ def compile(
 
     problems: list[ValidationError] = []
     catalog = _Catalog(snapshot, problems)
-    compiled = [_Policy(spec, index) for index, spec in enumerate(policies)]
+    # A disabled policy is still checked above (it may be enabled later) but grants and denies
+    # nothing; indexes stay those of `policies` so problems point at the caller's list.
+    compiled = [_Policy(spec, index) for index, spec in enumerate(policies) if spec.enabled]
     _add_overrides(catalog, compiled, problems)
     for policy in compiled:
         _expand(catalog, policy)

@@ -19,7 +19,7 @@ from django.db.models import QuerySet
 from policies.engine import CompiledPolicy, compile
 from policies.models import Policy, PolicyRevision, ToolGroup
 from policies.snapshot import build_snapshot
-from policies.specs import spec_from_data
+from policies.specs import policy_spec
 from policies.types import PolicySpec, Principal
 from tenants.models import Agent, Organization
 from tenants.services import policy_version_cache_key
@@ -72,7 +72,7 @@ def live_specs(*, org: Organization, enabled_only: bool = True) -> list[PolicySp
     rows = Policy.objects.for_org(org).order_by("name")
     if enabled_only:
         rows = rows.filter(enabled=True)
-    return [spec_from_data(row.spec) for row in rows]
+    return [policy_spec(row) for row in rows]
 
 
 # --------------------------------------------------------------------------- compiled policy

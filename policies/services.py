@@ -119,7 +119,6 @@ class _Change:
     kind: str
     row: Policy | ToolGroup | None
     new: PolicySpec | ToolGroupSpec | None
-    enabled: bool | None = None
     name: str = ""
     description: str | None = None
 
@@ -200,9 +199,8 @@ def _plan(
                     )
                 final_groups[slug] = change.new.tools  # type: ignore[union-attr]
         else:
-            enabled = True
             if change.row is not None:
-                enabled = final_enabled.pop(change.row.name, True)  # type: ignore[union-attr]
+                final_enabled.pop(change.row.name, None)  # type: ignore[union-attr]
                 final_specs.pop(change.row.name, None)  # type: ignore[union-attr]
             if change.new is not None:
                 name = change.new.name  # type: ignore[union-attr]
@@ -211,7 +209,7 @@ def _plan(
                         ValidationError("name", f"a policy named '{name}' already exists")
                     )
                 final_specs[name] = change.new  # type: ignore[assignment]
-                final_enabled[name] = enabled if change.enabled is None else change.enabled
+                final_enabled[name] = change.new.enabled  # type: ignore[union-attr]
 
     deleted_groups = [
         c.row.slug  # type: ignore[union-attr]
@@ -411,7 +409,7 @@ def _write_policy(
             organization=org,
             name=new.name,
             description=new.description,
-            enabled=True if change.enabled is None else change.enabled,
+            enabled=new.enabled,
             spec=data,
             source_yaml=spec_yaml(new),
             created_by=actor,
@@ -421,8 +419,8 @@ def _write_policy(
         )
         return row, RevisionAction.CREATED, None, {**row.snapshot(), "revision": row.revision}
     before = {**row.snapshot(), "revision": row.revision}
-    enabled = row.enabled if change.enabled is None else change.enabled
-    if row.spec == data and row.name == new.name and row.enabled == enabled:
+    enabled = new.enabled
+    if row.source_yaml == spec_yaml(new) and row.name == new.name and row.enabled == enabled:
         return None
     row.name = new.name
     row.description = new.description
@@ -631,18 +629,24 @@ def policy_save(
     enabled: bool | None = None,
     source: str = RevisionSource.FORM,
 ) -> Policy:
-    """Create (policy None) or replace one policy from its YAML `text` or a built `spec`."""
+    """Create (policy None) or replace one policy from its YAML `text` or a built `spec`.
+
+    The spec's `enabled` (the YAML's `enabled:`, true when absent) decides whether the policy
+    is live; `enabled`, when given (the API's field), overrides it.
+    """
     _check_actor(org, actor, Perm.EDIT_POLICY)
     if spec is None:
         if text is None:
             raise PolicyError("Give the policy's YAML.", field="text")
         spec = parse_single_policy(text)
+    if enabled is not None and spec.enabled != enabled:
+        spec = replace(spec, enabled=enabled)
     if policy is not None:
         policy = Policy.objects.get_for_org_or_404(org, pk=policy.pk)
     _commit(
         org=org,
         actor=actor,
-        changes=[_Change(RevisionKind.POLICY, policy, spec, enabled=enabled)],
+        changes=[_Change(RevisionKind.POLICY, policy, spec)],
         doc=PolicyDocument(policies=(spec,)),
         source=source,
         text=text,
@@ -661,11 +665,11 @@ def policy_set_enabled(
     """Enable or disable a policy (a disabled policy is kept but grants and denies nothing)."""
     _check_actor(org, actor, Perm.EDIT_POLICY)
     policy = Policy.objects.get_for_org_or_404(org, pk=policy.pk)
-    spec = policy_spec(policy)
+    spec = replace(policy_spec(policy), enabled=enabled)
     _commit(
         org=org,
         actor=actor,
-        changes=[_Change(RevisionKind.POLICY, policy, spec, enabled=enabled)],
+        changes=[_Change(RevisionKind.POLICY, policy, spec)],
         doc=None,
         source=source,
     )

@@ -287,11 +287,13 @@ class PolicySpec:
     """One policy, normalized: what `parse_document` returns and `compile` consumes.
 
     `consumer` is the YAML shorthand for one agent; it is kept apart from `subjects.agents` so
-    that a document written with it exports the same way.
+    that a document written with it exports the same way. A disabled policy (`enabled: false`)
+    is kept, validated and exported, but grants and denies nothing: `compile` skips it.
     """
 
     name: str
     description: str = ""
+    enabled: bool = True
     consumer: str | None = None
     subjects: Subjects = field(default_factory=Subjects)
     allow: ToolRules = field(default_factory=ToolRules)

@@ -24,7 +24,7 @@ from policies.forms import (
 )
 from policies.models import Policy
 from policies.replay import policy_explain, policy_replay
-from policies.specs import policy_spec
+from policies.specs import policy_spec, policy_yaml
 from tenants.decorators import org_view
 from tenants.permissions import Perm
 from tenants.selectors import agents_for_org
@@ -88,7 +88,7 @@ def _editor(request: HttpRequest, policy: Policy | None) -> HttpResponse:
     org = request.org  # type: ignore[attr-defined]
     spec = policy_spec(policy) if policy is not None else None
     yaml_form = YamlForm(
-        initial={"text": policy.source_yaml if policy is not None else NEW_POLICY_YAML}
+        initial={"text": policy_yaml(policy) if policy is not None else NEW_POLICY_YAML}
     )
     simple_form = PolicyForm(initial=PolicyForm.initial_for(spec) if spec is not None else None)
     status = 200

@@ -582,3 +582,41 @@ def test_diff_lists_what_an_approver_needs_to_read() -> None:
     assert lines[5] == "+ policy 'guard-rails2' added"
     assert "+ policy 'guard-rails2': limits.per: organization" in lines
     assert diff_documents(live, live) == []
+
+
+# --------------------------------------------------------------------------- enabled
+
+
+def test_a_disabled_policy_round_trips_and_enabled_is_the_default() -> None:
+    text = ISSUE_EXAMPLE.replace("consumer:", "enabled: false\nconsumer:", 1)
+    document = parse_document(text)
+    assert document.policies[0].enabled is False
+    assert export_document(document) == text
+    assert parse_document(ISSUE_EXAMPLE).policies[0].enabled is True
+    # `enabled: true` is the default, so the canonical form leaves it out.
+    explicit = ISSUE_EXAMPLE.replace("consumer:", "enabled: true\nconsumer:", 1)
+    assert export_document(parse_document(explicit)) == ISSUE_EXAMPLE
+    # Long form, and the JSON mapping, keep it too.
+    long_form = CANONICAL.replace(
+        "  - name: guard-rails\n", "  - name: guard-rails\n    enabled: false\n"
+    )
+    assert long_form != CANONICAL
+    parsed = parse_document(long_form)
+    assert [p.enabled for p in parsed.policies] == [True, False]
+    assert export_document(parsed) == long_form
+    assert policy_to_mapping(parsed.policies[1])["enabled"] is False
+    assert policy_from_mapping(policy_to_mapping(parsed.policies[1])) == parsed.policies[1]
+
+
+def test_enabled_must_be_true_or_false() -> None:
+    with pytest.raises(PolicyDocumentError) as caught:
+        parse_document(ISSUE_EXAMPLE + 'enabled: "no"\n')
+    assert [(e.location, e.line) for e in caught.value.errors] == [("enabled", 10)]
+    assert "must be true or false" in caught.value.errors[0].message
+
+
+def test_diff_says_when_a_policy_is_disabled_or_enabled() -> None:
+    live = parse_document(ISSUE_EXAMPLE)
+    disabled = parse_document(ISSUE_EXAMPLE + "enabled: false\n")
+    assert diff_documents(live, disabled) == ["~ policy 'daily-triage-agent': enabled -> disabled"]
+    assert diff_documents(disabled, live) == ["~ policy 'daily-triage-agent': disabled -> enabled"]

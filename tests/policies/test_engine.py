@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -926,3 +927,13 @@ def test_redaction_paths_mask_fields_without_touching_the_original() -> None:
         "items": [{"token": "[REDACTED]", "id": 1}, {"id": 2}],
         "token": "top",  # a dotted path is anchored at the top
     }
+
+
+def test_a_disabled_policy_grants_and_denies_nothing() -> None:
+    granting = policy("grant", allow=allow("tickets.get_ticket", "tickets.delete_ticket"))
+    deny = policy("deny", deny=allow("tickets.delete_ticket"), enabled=False)
+    compiled = build(granting, deny)
+    assert allowed(compiled, "tickets.delete_ticket", id="T-1")
+    compiled = build(replace(granting, enabled=False), deny)
+    assert not allowed(compiled, "tickets.get_ticket", id="T-1")
+    assert compiled.visible_tools(BOT) == []

@@ -349,3 +349,46 @@ def test_quarantined_tool_is_never_allowed(org_a, alice):
     assert compiled.decide(principal, "tickets.get_ticket", {}).allowed
     assert not compiled.decide(principal, "tickets.delete_ticket", {}).allowed
     assert "tickets.delete_ticket" not in {t.name for t in compiled.visible_tools(principal)}
+
+
+def test_enabled_false_in_a_file_disables_and_round_trips(
+    catalog, triage_bot, alice, django_capture_on_commit_callbacks
+):
+    principal = principal_for_agent(triage_bot)
+    disabled = SEED.replace(
+        "    consumer: triage-bot\n", "    enabled: false\n    consumer: triage-bot\n"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        result = services.policy_apply(org=catalog, actor=alice, text=disabled, dry_run=False)
+    assert result.applied, result.errors
+    assert not Policy.objects.get(name="daily-triage").enabled
+    assert not compiled_policy_for(catalog).decide(principal, "tickets.get_ticket", {}).allowed
+    exported = services.policy_export(org=catalog)
+    assert "    enabled: false\n" in exported
+    assert services.policy_apply(org=catalog, actor=alice, text=exported, dry_run=True).diff == []
+
+    # The file is the desired state: without the key the policy is enabled again, and the
+    # dry run says so first.
+    check = services.policy_apply(org=catalog, actor=alice, text=SEED, dry_run=True)
+    assert check.diff == ["~ policy 'daily-triage': disabled -> enabled"]
+    with django_capture_on_commit_callbacks(execute=True):
+        services.policy_apply(org=catalog, actor=alice, text=SEED, dry_run=False)
+    assert Policy.objects.get(name="daily-triage").enabled
+    assert compiled_policy_for(catalog).decide(principal, "tickets.get_ticket", {}).allowed
+
+
+def test_disabling_in_the_ui_shows_in_the_yaml_and_the_export(catalog, triage_bot, alice):
+    text = "consumer: triage-bot\nallow:\n  tools: [tickets.get_ticket]\n"
+    policy = services.policy_save(org=catalog, actor=alice, text=text)
+    policy = services.policy_set_enabled(org=catalog, actor=alice, policy=policy, enabled=False)
+    assert policy.spec["enabled"] is False
+    assert "enabled: false\n" in policy.source_yaml
+    assert "enabled: false\n" in services.policy_export(org=catalog)
+    # Saving the editor's text as shown keeps it disabled.
+    policy = services.policy_save(org=catalog, actor=alice, policy=policy, text=policy.source_yaml)
+    assert not policy.enabled
+    # The API's explicit flag wins over the text.
+    policy = services.policy_save(
+        org=catalog, actor=alice, policy=policy, text=policy.source_yaml, enabled=True
+    )
+    assert policy.enabled and "enabled" not in policy.spec

@@ -219,3 +219,12 @@ def test_explain_page_answers_in_words(applied, client_as, member_with_role):
         {"agent": str(agent.pk), "tool": "tickets.get_ticket", "arguments": "not json"},
     )
     assert response.status_code == 400 and "Not valid JSON" in response.content.decode()
+
+
+def test_a_disabled_policy_shows_enabled_false_in_the_editor(applied, client_as, alice):
+    client = client_as(alice)
+    policy = Policy.objects.get(name="triage")
+    client.post(url("toggle", policy.pk))
+    body = client.get(url("edit", policy.pk)).content.decode()
+    assert "enabled: false" in body
+    assert "disabled</span>" in body
