@@ -6,6 +6,7 @@ the services."""
 from typing import Any
 
 from django.db.models import QuerySet
+from django.urls import reverse
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -22,12 +23,15 @@ from catalog.errors import CatalogError
 from catalog.models import (
     AuthMode,
     Classification,
+    FetchJob,
+    FetchState,
     Server,
     ServerStatus,
     ServerVersion,
     Tool,
     Transport,
 )
+from credentials.models import OAuthProvider
 from tenants.api.base import OrgScopedAPIView, StrictSerializer
 from tenants.api.serializers import ErrorSerializer
 from tenants.models import Organization, Team, User
@@ -67,6 +71,14 @@ class ServerIn(StrictSerializer):
     transport = serializers.ChoiceField(Transport.choices, required=False)
     url = serializers.CharField(max_length=500, required=False, allow_blank=True)
     auth_mode = serializers.ChoiceField(AuthMode.choices, required=False)
+    oauth_provider = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=50,
+        help_text="Slug of one of the organization's OAuth providers (auth_mode 'oauth'): each "
+        "user's own connection to it is sent upstream.",
+    )
     static_headers = serializers.DictField(
         child=serializers.CharField(max_length=8000, allow_blank=True),
         required=False,
@@ -113,6 +125,7 @@ class ServerOut(serializers.ModelSerializer):
     owner = serializers.SlugRelatedField(slug_field="email", read_only=True)
     team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     dependencies = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+    oauth_provider = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     approved_version = serializers.SerializerMethodField()
     connection_changed_since_approval = serializers.BooleanField(read_only=True)
 
@@ -121,7 +134,8 @@ class ServerOut(serializers.ModelSerializer):
         fields = [
             "id", "name", "slug", "description", "purpose", "owner", "team", "tags",
             "data_classification", "sla", "sla_target", "docs_url", "egress_hosts",
-            "dependencies", "transport", "url", "auth_mode", "static_header_names", "command",
+            "dependencies", "transport", "url", "auth_mode", "oauth_provider",
+            "static_header_names", "command",
             "args", "env_names", "working_dir", "status", "status_reason", "approved_version",
             "connection_changed_since_approval", "last_synced_at", "last_sync_error",
             "created_at", "updated_at",
@@ -179,6 +193,28 @@ class VersionOut(serializers.ModelSerializer):
     def get_tool_count(self, obj: ServerVersion) -> int:
         count = getattr(obj, "tool_count", None)
         return count if count is not None else obj.tools.count()
+
+
+class FetchJobOut(serializers.ModelSerializer):
+    server = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    requested_by = serializers.SlugRelatedField(slug_field="email", read_only=True)
+    version = serializers.SerializerMethodField()
+    state = serializers.ChoiceField(FetchState.choices, read_only=True)
+
+    class Meta:
+        model = FetchJob
+        fields = [
+            "id", "server", "requested_by", "state", "tools_so_far", "version", "error_code",
+            "error_message", "consent_url", "created_at", "started_at", "finished_at",
+        ]  # fmt: skip
+
+    def get_version(self, obj: FetchJob) -> int | None:
+        return obj.version.number if obj.version_id else None
+
+
+class FetchQueuedOut(serializers.Serializer):
+    job = FetchJobOut()
+    status_url = serializers.CharField(help_text="GET it until `job.state` is done or failed.")
 
 
 class DiffChangeOut(serializers.Serializer):
@@ -242,6 +278,19 @@ def _resolve_refs(org: Organization, data: dict[str, Any]) -> dict[str, Any]:
             if team is None:
                 raise CatalogError(f"There is no team '{data['team']}' here.", field="team")
             data["team"] = team
+    if "oauth_provider" in data:
+        if not data["oauth_provider"]:
+            data["oauth_provider"] = None
+        else:
+            provider = (
+                OAuthProvider.objects.for_org(org).filter(slug=data["oauth_provider"]).first()
+            )
+            if provider is None:
+                raise CatalogError(
+                    f"There is no OAuth provider '{data['oauth_provider']}' here.",
+                    field="oauth_provider",
+                )
+            data["oauth_provider"] = provider
     if "dependencies" in data:
         slugs = data["dependencies"]
         found = list(Server.objects.for_org(org).filter(slug__in=slugs))
@@ -326,17 +375,49 @@ class ServerFetchToolsView(_CatalogView):
         tags=[TAG],
         summary="Fetch the server's tools into its draft version",
         description="Connects to the upstream (bounded by CATALOG_FETCH_TIMEOUT), lists all "
-        "its tools, runs the scanners and stores them in the draft version. Upstream failures "
-        "answer 400 with a `code` (unreachable, timeout, not_mcp, too_large, too_many_tools, "
-        "invalid_definitions, egress_refused, sandbox_unavailable, exited, protocol) and write "
-        "nothing.",
+        "its tools, runs the scanners and stores them in the draft version (201). Upstream "
+        "failures answer 400 with a `code` (unreachable, timeout, not_mcp, too_large, "
+        "too_many_tools, invalid_definitions, egress_refused, sandbox_unavailable, exited, "
+        "protocol, auth_required, consent_required, credential_unavailable) and write nothing. "
+        "A per-user OAuth server is reached with *your* connection to its provider "
+        "(consent_required: connect at the URL in the message first).\n\n"
+        "With `?background=true` the fetch runs on a worker instead: 202 with the job and its "
+        "`status_url`; poll that until the job's state is `done` or `failed`.",
+        parameters=[
+            OpenApiParameter(
+                "background", bool, description="Queue the fetch and answer 202 at once."
+            )
+        ],
         request=None,
-        responses={201: VersionOut, **_errors(400, 403, 404)},
+        responses={201: VersionOut, 202: FetchQueuedOut, **_errors(400, 403, 404)},
     )
     def post(self, request: Request, org_slug: str, server_id: int) -> Response:
         server = selectors.server_get(org=self.org, id=server_id)
+        if request.query_params.get("background", "").lower() in ("1", "true", "yes"):
+            job = services.fetch_job_start(org=self.org, actor=request.user, server=server)
+            url = reverse(
+                "api-fetch-job",
+                kwargs={"org_slug": self.org.slug, "server_id": server.pk, "fetchjob_id": job.pk},
+            )
+            job = selectors.fetch_job_get(org=self.org, id=job.pk, server=server)
+            return Response(
+                {"job": FetchJobOut(job).data, "status_url": request.build_absolute_uri(url)},
+                status=status.HTTP_202_ACCEPTED,
+            )
         version = services.server_fetch_tools(org=self.org, actor=request.user, server=server)
         return Response(VersionOut(version).data, status=status.HTTP_201_CREATED)
+
+
+class FetchJobView(_CatalogView):
+    @extend_schema(
+        tags=[TAG],
+        summary="A background fetch's progress and outcome",
+        responses={200: FetchJobOut, **_errors(404)},
+    )
+    def get(self, request: Request, org_slug: str, server_id: int, fetchjob_id: int) -> Response:
+        server = selectors.server_get(org=self.org, id=server_id)
+        job = selectors.fetch_job_get(org=self.org, id=fetchjob_id, server=server)
+        return Response(FetchJobOut(job).data)
 
 
 class ServerLifecycleView(_CatalogView):
@@ -433,6 +514,24 @@ class VersionSubmitView(VersionActionView):
         version = self._version(server_id, serverversion_id)
         data = _validated(NoteIn, request)
         version = services.version_submit(
+            org=self.org, actor=request.user, version=version, note=data["note"]
+        )
+        return Response(VersionOut(version).data)
+
+
+class VersionWithdrawView(VersionActionView):
+    @extend_schema(
+        tags=[TAG],
+        summary="Withdraw a submitted version (back to draft; owner or submitter)",
+        request=NoteIn,
+        responses={200: VersionOut, **_errors(400, 403, 404)},
+    )
+    def post(
+        self, request: Request, org_slug: str, server_id: int, serverversion_id: int
+    ) -> Response:
+        version = self._version(server_id, serverversion_id)
+        data = _validated(NoteIn, request)
+        version = services.version_withdraw(
             org=self.org, actor=request.user, version=version, note=data["note"]
         )
         return Response(VersionOut(version).data)

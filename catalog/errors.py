@@ -18,7 +18,17 @@ class ReviewError(CatalogError):
 class UpstreamError(CatalogError):
     """Talking to an upstream MCP server failed. `code` classifies it for the UI and the
     gateway: unreachable, timeout, not_mcp, too_large, too_many_tools, invalid_definitions,
-    egress_refused, sandbox_unavailable, exited, protocol."""
+    egress_refused, sandbox_unavailable, exited, protocol, auth_required; and for per-user OAuth
+    servers consent_required (with `consent_url`: where the user connects their account) and
+    credential_unavailable."""
 
-    def __init__(self, message: str, *, code: str = "upstream", field: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "upstream",
+        field: str | None = None,
+        consent_url: str = "",
+    ) -> None:
         super().__init__(message, field=field, code=code)
+        self.consent_url = consent_url

@@ -6,6 +6,8 @@ from typing import Any
 from django import forms
 
 from catalog.models import AuthMode, Classification, Transport
+from credentials.models import OAuthProvider
+from tenants.models import Organization
 
 TEXTAREA = {"rows": 3}
 
@@ -54,6 +56,12 @@ class ServerForm(forms.Form):
     auth_mode = forms.ChoiceField(
         choices=AuthMode.choices, initial=AuthMode.NONE, label="Upstream auth"
     )
+    oauth_provider = forms.ModelChoiceField(
+        queryset=OAuthProvider.objects.none(),
+        required=False,
+        label="OAuth provider (per-user OAuth)",
+        help_text="Each user's own connection to this provider is sent to the server.",
+    )
     static_headers = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs=TEXTAREA),
@@ -72,8 +80,10 @@ class ServerForm(forms.Form):
     sla_target = forms.CharField(required=False, max_length=50, label="SLA target")
     docs_url = forms.URLField(required=False, max_length=500, label="Docs URL")
 
-    def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, org: Organization, editing: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Only this organization's providers can be chosen (the service checks it again).
+        self.fields["oauth_provider"].queryset = OAuthProvider.objects.for_org(org)  # type: ignore[attr-defined]
         if editing:
             self.fields["slug"].disabled = True
 

@@ -107,6 +107,15 @@ class Server(OrgOwned):
     transport = models.CharField(max_length=8, choices=Transport.choices, default=Transport.HTTP)
     url = models.URLField(blank=True, max_length=500)
     auth_mode = models.CharField(max_length=8, choices=AuthMode.choices, default=AuthMode.NONE)
+    # auth_mode "oauth": each acting user's own Connection to this provider is sent upstream
+    # (never an agent's key). PROTECT: a provider in use by a server cannot vanish under it.
+    oauth_provider = models.ForeignKey(
+        "credentials.OAuthProvider",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="catalog_servers",
+    )
     # Static secret headers: names in clear (for review), values only in the vault blob.
     static_header_names = models.JSONField(default=list, blank=True)
     static_headers_blob = models.TextField(blank=True)
@@ -158,7 +167,7 @@ class Server(OrgOwned):
             "working_dir": self.working_dir if self.transport == Transport.STDIO else "",
             "auth_mode": self.auth_mode,
             "static_header_names": list(self.static_header_names or []),
-            "oauth_provider_id": getattr(self, "oauth_provider_id", None),
+            "oauth_provider_id": self.oauth_provider_id,
             "egress_hosts": sorted(self.egress_hosts or []),
         }
 
@@ -253,3 +262,68 @@ class Tool(OrgOwned):
 
     def __str__(self) -> str:
         return self.name
+
+
+class FetchState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    CONNECTING = "connecting", "Connecting"
+    LISTING = "listing", "Listing tools"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+ACTIVE_FETCH_STATES = (FetchState.QUEUED, FetchState.CONNECTING, FetchState.LISTING)
+# A headline per error class, above the detailed message (catalog.errors.UpstreamError codes).
+FETCH_ERROR_TITLES = {
+    "unreachable": "The server is down or unreachable",
+    "timeout": "The server is too slow",
+    "not_mcp": "This is not an MCP server",
+    "too_large": "The server's answer is too large",
+    "too_many_tools": "The server lists too many tools",
+    "invalid_definitions": "The tool definitions are invalid",
+    "egress_refused": "The gateway may not connect there",
+    "auth_required": "The server refused the credentials",
+    "consent_required": "Your account is not connected",
+    "credential_unavailable": "Your credential cannot be used right now",
+}
+
+
+class FetchJob(OrgOwned):
+    """One "Fetch tools" request, run by a worker (`fetch_tools_task`): its progress for the
+    page that polls it, and its outcome (the draft version, or a clear error). Nothing secret
+    is stored here: error messages are redacted by catalog.upstream; a consent URL is public."""
+
+    organization = models.ForeignKey(
+        "tenants.Organization", on_delete=models.CASCADE, related_name="catalog_fetch_jobs"
+    )
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="fetch_jobs")
+    # Whose credential is used for a per-user OAuth server (and who asked).
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    state = models.CharField(max_length=12, choices=FetchState.choices, default=FetchState.QUEUED)
+    tools_so_far = models.PositiveIntegerField(default=0)
+    version = models.ForeignKey(
+        ServerVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    error_code = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True, max_length=2000)
+    consent_url = models.URLField(blank=True, max_length=500)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["server", "state"], name="catalog_fetchjob_server_state")]
+
+    def __str__(self) -> str:
+        return f"fetch of {self.server_id} ({self.state})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_FETCH_STATES
+
+    @property
+    def error_title(self) -> str:
+        return FETCH_ERROR_TITLES.get(self.error_code, "Fetching the tools failed")

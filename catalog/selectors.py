@@ -2,13 +2,16 @@
 rows alike; list functions go through `for_org`."""
 
 import re
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from catalog.models import (
     SERVING_STATUSES,
+    FetchJob,
     Server,
     ServerStatus,
     ServerVersion,
@@ -21,8 +24,14 @@ from tenants.models import Organization
 
 
 def server_get(*, org: Organization, id: int | str) -> Server:
-    return Server.objects.select_related("owner", "team", "approved_version").get_for_org_or_404(
-        org, pk=id
+    return Server.objects.select_related(
+        "owner", "team", "approved_version", "oauth_provider"
+    ).get_for_org_or_404(org, pk=id)
+
+
+def fetch_job_get(*, org: Organization, id: int | str, server: Server) -> FetchJob:
+    return FetchJob.objects.select_related("version", "server__oauth_provider").get_for_org_or_404(
+        org, pk=id, server=server
     )
 
 
@@ -83,6 +92,21 @@ def versions_for_server(*, server: Server) -> QuerySet[ServerVersion]:
         .annotate(tool_count=Count("tools"))
         .order_by("-number")
     )
+
+
+def latest_fetch_job(*, server: Server, user: Any, recent_minutes: int = 15) -> FetchJob | None:
+    """`user`'s latest fetch of `server` if it is still running or ended recently (the server
+    page shows its progress or outcome; an old outcome is history, not news)."""
+    job = (
+        FetchJob.objects.for_org(server.organization)
+        .filter(server=server, requested_by=user)
+        .select_related("version")
+        .first()
+    )
+    if job is None or job.is_active:
+        return job
+    ended = job.finished_at or job.created_at
+    return job if ended > timezone.now() - timedelta(minutes=recent_minutes) else None
 
 
 def open_version(*, server: Server) -> ServerVersion | None:
@@ -312,6 +336,8 @@ __all__ = [
     "approved_tools_for_org",
     "diff_tools",
     "drift_attention",
+    "fetch_job_get",
+    "latest_fetch_job",
     "open_version",
     "review_queue",
     "server_get",

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 import audit
@@ -19,10 +19,13 @@ from catalog import secrets as server_secrets
 from catalog.definitions import ToolDefinition, tools_digest
 from catalog.errors import CatalogError, ReviewError, UpstreamError
 from catalog.models import (
+    ACTIVE_FETCH_STATES,
     OPEN_VERSION_STATUSES,
     SERVING_STATUSES,
     AuthMode,
     Classification,
+    FetchJob,
+    FetchState,
     Server,
     ServerStatus,
     ServerVersion,
@@ -32,8 +35,17 @@ from catalog.models import (
     VersionStatus,
 )
 from catalog.scanners import ScanContext, scan
-from catalog.upstream import ToolListing, check_url_shape, list_tools_sync, server_connection_config
-from tenants.errors import PermissionDeniedError
+from catalog.upstream import (
+    Progress,
+    ToolListing,
+    check_url_shape,
+    list_tools_sync,
+    server_connection_config,
+)
+from credentials import services as credential_services
+from credentials.errors import ConsentRequired, CredentialError
+from credentials.models import OAuthProvider
+from tenants.errors import DomainError, PermissionDeniedError
 from tenants.models import Membership, Organization, Team, User
 from tenants.permissions import Perm, role_has
 from tenants.services import org_bump_policy_version, require_perm
@@ -61,6 +73,7 @@ CONNECTION_FIELDS = (
     "env",
     "working_dir",
     "auth_mode",
+    "oauth_provider",
     "static_headers",
     "egress_hosts",
 )
@@ -188,6 +201,20 @@ def _validate_connection(server: Server) -> None:
         raise CatalogError("Choose Streamable HTTP or stdio.", field="transport")
     if server.auth_mode not in AuthMode.values:
         raise CatalogError("Choose none, static or oauth.", field="auth_mode")
+    if server.auth_mode == AuthMode.OAUTH:
+        if server.oauth_provider_id is None:
+            raise CatalogError(
+                "Per-user OAuth needs the OAuth provider whose tokens this server accepts: "
+                "choose one (an admin registers providers under Connections).",
+                field="oauth_provider",
+            )
+        if server.oauth_provider.organization_id != server.organization_id:
+            raise CatalogError(
+                "That OAuth provider is not in this organization.", field="oauth_provider"
+            )
+    else:
+        # Only per-user OAuth servers use a provider; a stale choice must not linger unseen.
+        server.oauth_provider = None
     if server.auth_mode == AuthMode.STATIC and not server.static_headers_blob:
         raise CatalogError(
             "Static secret auth needs at least one header (e.g. Authorization).",
@@ -212,7 +239,14 @@ def _check_refs(
 def _full_clean(server: Server) -> None:
     try:
         server.full_clean(
-            exclude=["organization", "approved_version", "owner", "team", "created_by"],
+            exclude=[
+                "organization",
+                "approved_version",
+                "owner",
+                "team",
+                "created_by",
+                "oauth_provider",
+            ],
             validate_unique=False,
             validate_constraints=False,
         )
@@ -240,6 +274,7 @@ def server_create(
     env: dict[str, str] | None = None,
     working_dir: str = "",
     auth_mode: str = AuthMode.NONE,
+    oauth_provider: OAuthProvider | None = None,
     static_headers: dict[str, str] | None = None,
     egress_hosts: list[str] | None = None,
     description: str = "",
@@ -270,6 +305,7 @@ def server_create(
         args=_clean_args(args),
         working_dir=(working_dir or "").strip(),
         auth_mode=auth_mode,
+        oauth_provider=oauth_provider,
         egress_hosts=_clean_list(egress_hosts, field="egress_hosts", item_re=HOST_RE, lower=True),
         description=description or "",
         purpose=purpose or "",
@@ -420,9 +456,47 @@ def models_f(name: str) -> Any:
     return F(name)
 
 
-def fetch_listing(server: Server) -> ToolListing:
-    """Fetch the server's tools from the upstream (network; no transaction held)."""
-    return list_tools_sync(server_connection_config(server))
+def upstream_headers(server: Server, user: User | None) -> dict[str, str]:
+    """Headers carrying `user`'s own credential for a per-user OAuth server ({} otherwise).
+
+    The token comes from the user's Connection in the vault (refreshed if needed); an agent's
+    key or inbound token is never used for this. Raises UpstreamError with code
+    `consent_required` (and `.consent_url`) when the user has not connected the provider, or
+    `credential_unavailable` when the vault or provider cannot answer: the fetch fails closed."""
+    if server.auth_mode != AuthMode.OAUTH:
+        return {}
+    provider = server.oauth_provider
+    if provider is None:
+        raise UpstreamError(
+            "This server uses per-user OAuth but names no OAuth provider: edit it and choose one.",
+            code="auth_required",
+        )
+    if user is None:
+        raise UpstreamError(
+            f"Nobody's {provider.name} account is available to reach this server.",
+            code="consent_required",
+        )
+    try:
+        token = credential_services.access_token_for(user=user, provider=provider)
+    except ConsentRequired as exc:
+        raise UpstreamError(
+            f"Connect {provider.name} first ({exc.consent_url}): this server is reached with "
+            f"your own {provider.name} account.",
+            code="consent_required",
+            consent_url=exc.consent_url,
+        ) from None
+    except CredentialError as exc:
+        raise UpstreamError(exc.message, code="credential_unavailable") from None
+    return {"Authorization": f"Bearer {token}"}
+
+
+def fetch_listing(
+    server: Server, *, acting_user: User | None = None, progress: Progress | None = None
+) -> ToolListing:
+    """Fetch the server's tools from the upstream (network; no transaction held), with
+    `acting_user`'s credential when the server uses per-user OAuth."""
+    headers = upstream_headers(server, acting_user)
+    return list_tools_sync(server_connection_config(server), headers=headers, progress=progress)
 
 
 def _write_tools(version: ServerVersion, tools: list[ToolDefinition]) -> str:
@@ -456,17 +530,101 @@ def server_fetch_tools(
     """Fetch the upstream's tools into the server's draft version (created if there is none),
     with scanner findings. Raises UpstreamError (nothing written) when the upstream is down,
     slow, not MCP or hands over definitions we refuse."""
+    _check_fetchable(org, actor, server)
+    current = Server.objects.select_related("oauth_provider").get(pk=server.pk)
+    listing = listing or fetch_listing(current, acting_user=actor)
+    return _store_fetch(org=org, actor=actor, server_id=server.pk, listing=listing)
+
+
+def _check_fetchable(org: Organization, actor: User, server: Server) -> None:
     _can_edit(org, actor, server)
-    if server.status == ServerStatus.RETIRED:
-        raise CatalogError("This server is retired: its tools cannot be fetched.")
     current = Server.objects.get(pk=server.pk)
+    if current.status == ServerStatus.RETIRED:
+        raise CatalogError("This server is retired: its tools cannot be fetched.")
     pending = ServerVersion.objects.filter(server=current, status=VersionStatus.SUBMITTED).first()
     if pending is not None:
         raise ReviewError(
-            f"Version {pending.number} is under review: wait for the decision before fetching again."
+            f"Version {pending.number} is under review: withdraw it or wait for the decision "
+            "before fetching again."
         )
-    listing = listing or fetch_listing(current)
-    return _store_fetch(org=org, actor=actor, server_id=server.pk, listing=listing)
+
+
+def fetch_job_start(*, org: Organization, actor: User, server: Server) -> FetchJob:
+    """Queue a background "Fetch tools" (the worker runs `fetch_tools_task` after commit). A
+    fetch of this server already queued or running for the same user is returned instead of
+    a second one."""
+    _check_fetchable(org, actor, server)
+    with transaction.atomic():
+        Server.objects.select_for_update().filter(pk=server.pk).first()  # serialize starts
+        running = (
+            FetchJob.objects.for_org(org)
+            .filter(server=server, requested_by=actor, state__in=ACTIVE_FETCH_STATES)
+            .first()
+        )
+        if running is not None and not _stale(running):
+            return running
+        job = FetchJob.objects.create(organization=org, server=server, requested_by=actor)
+
+        def _enqueue() -> None:
+            from catalog.tasks import fetch_tools_task
+
+            fetch_tools_task.delay(job.pk)
+
+        transaction.on_commit(_enqueue, robust=True)
+    return job
+
+
+def _fetch_lease() -> timedelta:
+    # A job running longer than this was lost with its worker; it may be claimed again.
+    return timedelta(seconds=settings.CATALOG_FETCH_TIMEOUT * 2 + 60)
+
+
+def _stale(job: FetchJob) -> bool:
+    started = job.started_at or job.created_at
+    return job.state != FetchState.QUEUED and started < timezone.now() - _fetch_lease()
+
+
+def fetch_job_run(*, job_id: int) -> FetchJob:
+    """Run one fetch job: claim it (a conditional update, so a redelivered task or a second
+    worker does nothing), list the upstream's tools with the requesting user's credential,
+    recording progress on the job, then store them in the draft version. Failures end the job
+    with a code and a message; nothing else is written."""
+    now = timezone.now()
+    claimable = FetchJob.objects.filter(pk=job_id).filter(
+        Q(state=FetchState.QUEUED)
+        | Q(state__in=ACTIVE_FETCH_STATES, started_at__lt=now - _fetch_lease())
+    )
+    if not claimable.update(state=FetchState.CONNECTING, started_at=now, tools_so_far=0):
+        return FetchJob.objects.get(pk=job_id)
+    job = FetchJob.objects.select_related("server", "organization", "requested_by").get(pk=job_id)
+    org, actor = job.organization, job.requested_by
+
+    def progress(stage: str, count: int) -> None:
+        FetchJob.objects.filter(pk=job_id, state__in=ACTIVE_FETCH_STATES).update(
+            state=stage, tools_so_far=count
+        )
+
+    try:
+        _check_fetchable(org, actor, job.server)
+        server = Server.objects.select_related("oauth_provider").get(pk=job.server_id)
+        listing = fetch_listing(server, acting_user=actor, progress=progress)
+        version = _store_fetch(org=org, actor=actor, server_id=server.pk, listing=listing)
+    except DomainError as exc:
+        FetchJob.objects.filter(pk=job_id).update(
+            state=FetchState.FAILED,
+            error_code=exc.code[:40],
+            error_message=exc.message[:2000],
+            consent_url=getattr(exc, "consent_url", "")[:500],
+            finished_at=timezone.now(),
+        )
+    else:
+        FetchJob.objects.filter(pk=job_id).update(
+            state=FetchState.DONE,
+            version=version,
+            tools_so_far=len(listing.tools),
+            finished_at=timezone.now(),
+        )
+    return FetchJob.objects.get(pk=job_id)
 
 
 @transaction.atomic
@@ -514,6 +672,8 @@ def _store_fetch(
         details={
             "version": version.number,
             "origin": origin,
+            "upstream_auth": server.auth_mode,
+            "oauth_provider": server.oauth_provider.slug if server.oauth_provider_id else None,
             "tools": len(listing.tools),
             "digest": version.tools_digest,
             "findings": {
@@ -526,6 +686,48 @@ def _store_fetch(
 
 
 # --- Review ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def version_withdraw(
+    *, org: Organization, actor: User, version: ServerVersion, note: str = ""
+) -> ServerVersion:
+    """Take a submitted version back out of the review queue (back to draft), e.g. to fetch
+    again or fix the server first. Only the server's owner or the version's submitter."""
+    require_perm(org=org, actor=actor, perm=Perm.SUBMIT_SERVER)
+    version = ServerVersion.objects.select_for_update().get(pk=version.pk, organization=org)
+    server = Server.objects.select_for_update().get(pk=version.server_id)
+    if actor.pk not in (server.owner_id, version.submitted_by_id):
+        raise PermissionDeniedError(
+            "Only the server's owner or the person who submitted this version can withdraw it."
+        )
+    if version.status != VersionStatus.SUBMITTED:
+        raise ReviewError(
+            f"Only a submitted version can be withdrawn; version {version.number} is "
+            f"{version.get_status_display().lower()}.",
+            code="invalid_state",
+        )
+    submitted_by = version.submitted_by
+    version.status = VersionStatus.DRAFT
+    version.submitted_by = None
+    version.submitted_at = None
+    version.save(update_fields=["status", "submitted_by", "submitted_at"])
+    if server.approved_version_id is None and server.status == ServerStatus.SUBMITTED:
+        server.status = ServerStatus.DRAFT
+        server.save(update_fields=["status"])
+    audit.record(
+        org=org,
+        action="server.version_withdrawn",
+        actor=actor,
+        target=version,
+        server=server.slug,
+        details={
+            "version": version.number,
+            "submitted_by": submitted_by.email if submitted_by else None,
+            "note": (note or "").strip()[:500],
+        },
+    )
+    return version
 
 
 @transaction.atomic
@@ -774,11 +976,15 @@ def server_sync(*, server_id: int) -> dict[str, Any]:
     refreshes) a draft version with the new definitions, for the owner to submit and an
     approver to review against the approved one. An unreachable upstream quarantines nothing
     (down is not changed); the error is recorded. Returns a summary."""
-    server = Server.objects.select_related("organization").get(pk=server_id)
+    server = Server.objects.select_related("organization", "owner", "oauth_provider").get(
+        pk=server_id
+    )
     if server.status not in SERVING_STATUSES or server.approved_version_id is None:
         return {"skipped": "not serving"}
     try:
-        listing = fetch_listing(server)
+        # A per-user OAuth server is re-fetched with its owner's own connection: the owner is
+        # the one who answers for it (documented in docs/catalog.md).
+        listing = fetch_listing(server, acting_user=server.owner)
     except UpstreamError as exc:
         _record_sync_error(server_id, exc)
         return {"error": exc.code}

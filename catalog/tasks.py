@@ -1,4 +1,5 @@
-"""Celery tasks of the catalog: drift detection. Thin: take ids, claim, call a service."""
+"""Celery tasks of the catalog: drift detection and background tool fetches.
+Thin: take ids, claim, call a service."""
 
 import logging
 
@@ -29,3 +30,13 @@ def sync_server_task(server_id: int) -> dict:
         return {"skipped": "gone"}
     finally:
         services.release_claim(server_id=server_id)
+
+
+@shared_task(name="catalog.tasks.fetch_tools_task", ignore_result=True)
+def fetch_tools_task(fetch_job_id: int) -> str:
+    """Run one "Fetch tools" job. Idempotent: the job is claimed with a conditional update, so
+    a redelivered or duplicated task finds it claimed (or finished) and does nothing."""
+    try:
+        return services.fetch_job_run(job_id=fetch_job_id).state
+    except services.FetchJob.DoesNotExist:
+        return "gone"

@@ -32,12 +32,14 @@ import ipaddress
 import logging
 import math
 import os
+import queue
 import shutil
 import signal
 import socket
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from subprocess import PIPE
@@ -691,19 +693,27 @@ class ToolListing:
     protocol_version: str
 
 
+# progress(stage, tools_so_far): stage is "connecting" or "listing".
+Progress = Callable[[str, int], None]
+
+
 async def list_tools(
     config: ServerConnectionConfig,
     *,
     headers: dict[str, str] | None = None,
     connect_timeout: float | None = None,
     total_timeout: float | None = None,
+    progress: Progress | None = None,
 ) -> ToolListing:
     """Every tool the server lists (all pages), validated; UpstreamError on any failure.
-    Stops early when the count or page caps are exceeded."""
+    Stops early when the count or page caps are exceeded. `progress` (if given) is called with
+    ("connecting", 0), then ("listing", n) once connected and after every page."""
     total_timeout = total_timeout or settings.CATALOG_FETCH_TIMEOUT
     where = _describe(config)
     max_tools = settings.CATALOG_MAX_TOOLS
     raw: list[Any] = []
+    report = progress or (lambda _stage, _count: None)
+    report("connecting", 0)
     async with open_client(
         config,
         headers=headers,
@@ -711,6 +721,7 @@ async def list_tools(
         total_timeout=total_timeout,
         read_timeout=total_timeout,
     ) as client:
+        report("listing", 0)
         info = client.server_info
         server_info = {"name": info.name, "version": info.version} if info else {}
         protocol_version = client.protocol_version
@@ -723,6 +734,7 @@ async def list_tools(
                     f"{where} refused to list its tools: {str(exc)[:300]}", code="protocol"
                 ) from None
             raw.extend(result.tools)
+            report("listing", len(raw))
             if len(raw) > max_tools:
                 break
             cursor = result.next_cursor
@@ -739,9 +751,42 @@ async def list_tools(
     return ToolListing(tools=tools, server_info=server_info, protocol_version=protocol_version)
 
 
-def list_tools_sync(config: ServerConnectionConfig, **kwargs: Any) -> ToolListing:
-    """`list_tools` from synchronous code (views, services, Celery tasks)."""
-    return anyio.run(lambda: list_tools(config, **kwargs))
+def list_tools_sync(
+    config: ServerConnectionConfig, *, progress: Progress | None = None, **kwargs: Any
+) -> ToolListing:
+    """`list_tools` from synchronous code (views, services, Celery tasks).
+
+    `progress` is called on *this* thread (so it may use the Django ORM, which refuses to run
+    inside an event loop): the listing runs on a helper thread and hands its progress over a
+    queue."""
+    if progress is None:
+        return anyio.run(lambda: list_tools(config, **kwargs))
+    events: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["listing"] = anyio.run(
+                lambda: list_tools(
+                    config, progress=lambda stage, n: events.put((stage, n)), **kwargs
+                )
+            )
+        except BaseException as exc:  # handed to the calling thread below
+            outcome["error"] = exc
+        finally:
+            events.put(("", -1))
+
+    worker = threading.Thread(target=run, name=f"list-tools-{config.server_slug}", daemon=True)
+    worker.start()
+    while True:
+        stage, count = events.get()
+        if count < 0:
+            break
+        progress(stage, count)
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["listing"]
 
 
 __all__ = [

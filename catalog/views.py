@@ -9,7 +9,6 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from catalog import selectors, services
-from catalog.errors import UpstreamError
 from catalog.forms import ReasonForm, ReviewForm, ServerForm
 from catalog.models import Server, ServerStatus, VersionStatus
 from tenants.decorators import org_view
@@ -46,7 +45,7 @@ def server_list(request: HttpRequest) -> HttpResponse:
 @org_view(Perm.SUBMIT_SERVER)
 @require_http_methods(["GET", "POST"])
 def server_create(request: HttpRequest) -> HttpResponse:
-    form = ServerForm(request.POST or None)
+    form = ServerForm(request.POST or None, org=request.org)  # type: ignore[attr-defined]
     if request.method == "POST" and form.is_valid():
         try:
             server = services.server_create(
@@ -75,6 +74,7 @@ def server_edit(request: HttpRequest, server_id: int) -> HttpResponse:
         "args": "\n".join(server.args),
         "working_dir": server.working_dir,
         "auth_mode": server.auth_mode,
+        "oauth_provider": server.oauth_provider_id,
         "egress_hosts": ", ".join(server.egress_hosts),
         "tags": ", ".join(server.tags),
         "data_classification": server.data_classification,
@@ -82,7 +82,7 @@ def server_edit(request: HttpRequest, server_id: int) -> HttpResponse:
         "sla_target": server.sla_target,
         "docs_url": server.docs_url,
     }
-    form = ServerForm(request.POST or None, initial=initial, editing=True)
+    form = ServerForm(request.POST or None, initial=initial, editing=True, org=request.org)  # type: ignore[attr-defined]
     if request.method == "POST" and form.is_valid():
         data = {k: v for k, v in form.cleaned_data.items() if k != "slug"}
         try:
@@ -103,16 +103,21 @@ def _detail_context(request: HttpRequest, server: Server, **extra: Any) -> dict[
         if server.approved_version_id
         else []
     )
+    open_version = selectors.open_version(server=server)
     return {
         "nav": "catalog",
         "server": server,
         "approved_tools": approved_tools,
         "quarantined": [t for t in approved_tools if t.quarantined],
-        "open_version": selectors.open_version(server=server),
+        "open_version": open_version,
+        "can_withdraw": open_version is not None
+        and open_version.status == VersionStatus.SUBMITTED
+        and request.user.pk in (server.owner_id, open_version.submitted_by_id),
         "versions": selectors.versions_for_server(server=server),
         "can_edit": _can_edit(request, server),
         "can_approve": _can_approve(request),
         "reason_form": ReasonForm(),
+        "fetch_job": selectors.latest_fetch_job(server=server, user=request.user),
         **extra,
     }
 
@@ -126,14 +131,12 @@ def server_detail(request: HttpRequest, server_id: int) -> HttpResponse:
 @org_view(Perm.SUBMIT_SERVER)
 @require_POST
 def server_fetch(request: HttpRequest, server_id: int) -> HttpResponse:
-    """Fetch tools (blocking, bounded by CATALOG_FETCH_TIMEOUT). With htmx only the draft card
-    is swapped; the button shows a spinner meanwhile."""
+    """Queue "Fetch tools" as a background job. With htmx the draft card is swapped for one
+    that polls the job's progress every second until it ends."""
     server = selectors.server_get(org=request.org, id=server_id)  # type: ignore[attr-defined]
     error = None
     try:
-        version = services.server_fetch_tools(org=request.org, actor=request.user, server=server)  # type: ignore[attr-defined]
-    except UpstreamError as exc:
-        error = exc
+        services.fetch_job_start(org=request.org, actor=request.user, server=server)  # type: ignore[attr-defined]
     except DomainError as exc:
         error = exc
     if request.htmx:  # type: ignore[attr-defined]
@@ -142,11 +145,18 @@ def server_fetch(request: HttpRequest, server_id: int) -> HttpResponse:
         return render(request, "catalog/server_detail.html#draft", ctx, status=200)
     if error is not None:
         messages.error(request, error.message)
-    else:
-        messages.success(
-            request, f"Fetched {version.tools.count()} tools into version {version.number}."
-        )
     return redirect("catalog:server_detail", request.org.slug, server.pk)  # type: ignore[attr-defined]
+
+
+@org_view(Perm.VIEW_ORG)
+def fetch_job_status(request: HttpRequest, server_id: int, fetchjob_id: int) -> HttpResponse:
+    """The draft card with one fetch job's progress (htmx polls it), or the whole page."""
+    org = request.org  # type: ignore[attr-defined]
+    server = selectors.server_get(org=org, id=server_id)
+    job = selectors.fetch_job_get(org=org, id=fetchjob_id, server=server)
+    ctx = _detail_context(request, server, fetch_job=job)
+    template = "catalog/server_detail.html#draft" if request.htmx else "catalog/server_detail.html"  # type: ignore[attr-defined]
+    return render(request, template, ctx)
 
 
 def _version_action(
@@ -164,6 +174,14 @@ def _version_action(
                 org=org, actor=request.user, version=version, note=data.get("note", "")
             )
             messages.success(request, f"Version {version.number} is submitted for review.")
+            return redirect("catalog:server_detail", org.slug, server.pk)
+        if action == "withdraw":
+            services.version_withdraw(
+                org=org, actor=request.user, version=version, note=data.get("note", "")
+            )
+            messages.success(
+                request, f"Version {version.number} is withdrawn from review and back to draft."
+            )
             return redirect("catalog:server_detail", org.slug, server.pk)
         if action == "approve":
             services.version_approve(
@@ -193,6 +211,12 @@ def version_submit(request: HttpRequest, server_id: int, serverversion_id: int) 
     return _version_action(request, server_id, serverversion_id, "submit")
 
 
+@org_view(Perm.SUBMIT_SERVER)
+@require_POST
+def version_withdraw(request: HttpRequest, server_id: int, serverversion_id: int) -> HttpResponse:
+    return _version_action(request, server_id, serverversion_id, "withdraw")
+
+
 @org_view(Perm.APPROVE_SERVER)
 @require_POST
 def version_approve(request: HttpRequest, server_id: int, serverversion_id: int) -> HttpResponse:
@@ -219,6 +243,8 @@ def version_detail(request: HttpRequest, server_id: int, serverversion_id: int) 
         "diff": selectors.version_diff(version=version),
         "can_approve": _can_approve(request) and version.status == VersionStatus.SUBMITTED,
         "is_submitter": version.submitted_by_id == request.user.pk,
+        "can_withdraw": version.status == VersionStatus.SUBMITTED
+        and request.user.pk in (server.owner_id, version.submitted_by_id),
         "can_edit": _can_edit(request, server),
         "review_form": ReviewForm(),
         "findings_by_tool": _findings_by_tool(version.findings),

@@ -3,8 +3,9 @@
 import factory
 
 from catalog.definitions import definition_hash
-from catalog.models import Server, ServerVersion, Tool, Transport, VersionStatus
-from tests.factories import OrganizationFactory
+from catalog.models import FetchJob, Server, ServerVersion, Tool, Transport, VersionStatus
+from tenants.models import Membership
+from tests.factories import OrganizationFactory, UserFactory
 
 
 class ServerFactory(factory.django.DjangoModelFactory):
@@ -74,3 +75,20 @@ class ToolFactory(factory.django.DjangoModelFactory):
     description = "A tool."
     input_schema = factory.LazyFunction(lambda: {"type": "object", "properties": {}})
     definition_hash = factory.LazyAttribute(_hash)
+
+
+def _member(org: object) -> object:
+    user = UserFactory()
+    Membership.objects.create(organization=org, user=user, role="member")
+    return user
+
+
+class FetchJobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = FetchJob
+
+    organization = factory.SubFactory(OrganizationFactory)
+    server = factory.SubFactory(
+        ServerFactory, organization=factory.SelfAttribute("..organization"), approved=False
+    )
+    requested_by = factory.LazyAttribute(lambda o: _member(o.organization))

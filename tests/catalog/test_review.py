@@ -234,3 +234,36 @@ def test_deprecate_and_retire_need_a_reason(
     with pytest.raises(CatalogError, match="retired"):
         services.server_retire(org=org_a, actor=approver, server=server, reason="again")
     assert Tool.objects.filter(server=server).exists()  # history kept
+
+
+def test_owner_withdraws_a_submitted_version_back_to_draft(
+    org_a: Organization, bob: User, approver: User, http_server, fault_server, client_as, api_as
+) -> None:
+    server = http_server(fault_server.url)
+    version = services.server_fetch_tools(org=org_a, actor=bob, server=server)
+    services.version_submit(org=org_a, actor=bob, version=version)
+    base = f"/o/acme/servers/{server.pk}/versions/{version.pk}"
+    assert 'id="withdraw-version"' in client_as(bob).get(base + "/").content.decode()
+    # An approver who neither owns the server nor submitted the version rejects instead.
+    assert 'id="withdraw-version"' not in client_as(approver).get(base + "/").content.decode()
+    with pytest.raises(PermissionDeniedError):
+        services.version_withdraw(org=org_a, actor=approver, version=version)
+
+    response = client_as(bob).post(base + "/withdraw/", follow=True)
+    assert "withdrawn from review and back to draft" in response.content.decode()
+    version.refresh_from_db()
+    server.refresh_from_db()
+    assert version.status == VersionStatus.DRAFT and version.submitted_by is None
+    assert server.status == ServerStatus.DRAFT
+    assert list(selectors.review_queue(org=org_a)) == []
+    event = AuditEvent.objects.get(action="server.version_withdrawn")
+    assert event.actor_user_id == bob.pk and event.details["submitted_by"] == bob.email
+
+    # Only a submitted version can be withdrawn (API: a clear 400).
+    again = api_as(bob).post(
+        f"/api/v1/orgs/acme/servers/{server.pk}/versions/{version.pk}/withdraw/"
+    )
+    assert again.status_code == 400 and again.json()["code"] == "invalid_state"
+    # Back to draft: it can be fetched again and resubmitted.
+    services.server_fetch_tools(org=org_a, actor=bob, server=server)
+    services.version_submit(org=org_a, actor=bob, version=version)
