@@ -178,8 +178,14 @@ def _plan(
     *,
     doc: PolicyDocument | None,
     live_doc: PolicyDocument | None = None,
+    cached_catalog: bool = False,
 ) -> Plan:
-    """Validate the organization's policy set as it would be after `changes`."""
+    """Validate the organization's policy set as it would be after `changes`.
+
+    The document's names are checked against the catalog, then everything that would be live
+    is compiled once (strictly: pin conflicts and clashing overrides are errors), also when
+    the names had errors, so one check reports every problem.
+    """
     policy_rows = {p.name: p for p in Policy.objects.for_org(org)}
     group_rows = {g.slug: g for g in ToolGroup.objects.for_org(org)}
     errors: list[ValidationError] = []
@@ -231,27 +237,29 @@ def _plan(
                 )
             )
 
-    snapshot = replace(build_snapshot(org), tool_groups=final_groups)
+    snapshot = replace(build_snapshot(org, cached_catalog=cached_catalog), tool_groups=final_groups)
     warnings: list[ValidationError] = []
     if doc is not None:
-        for problem in validate_document(doc, snapshot):
+        for problem in validate_document(doc, snapshot, compile_check=False):
             (errors if problem.severity == "error" else warnings).append(problem)
     live_names = sorted(n for n in final_specs if final_enabled[n])
-    if not errors:
-        try:
-            compile(
-                snapshot,
-                [final_specs[n] for n in live_names],
-                version=0,
-                org_id=org.pk,
-                strict=True,
-            )
-        except PolicyCompileError as exc:
-            seen = {(e.location, e.message) for e in errors}
-            for problem in exc.errors:
-                moved = _relocate(problem, live_names, doc)
-                if (moved.location, moved.message) not in seen:
-                    errors.append(moved)
+    try:
+        compiled = compile(
+            snapshot,
+            [final_specs[n] for n in live_names],
+            version=0,
+            org_id=org.pk,
+            strict=False,
+        )
+        compile_errors = [p for p in compiled.problems if p.severity == "error"]
+    except PolicyCompileError as exc:
+        compile_errors = exc.errors
+    seen = {(e.location, e.message) for e in errors}
+    for problem in compile_errors:
+        moved = _relocate(problem, live_names, doc)
+        if (moved.location, moved.message) not in seen:
+            seen.add((moved.location, moved.message))
+            errors.append(moved)
     diff = diff_documents(live_doc, doc) if live_doc is not None and doc is not None else []
     return Plan(
         changes=changes,
@@ -615,6 +623,7 @@ def policy_check(
         [_Change(RevisionKind.POLICY, policy, spec)],
         doc=doc,
         live_doc=live if live is not None else PolicyDocument(),
+        cached_catalog=True,
     )
     return spec, _with_lines(text, plan.errors), _with_lines(text, plan.warnings), plan.diff
 

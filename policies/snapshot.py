@@ -51,10 +51,38 @@ def _tags(rows: Iterable[Any]) -> set[str]:
     return tags
 
 
-def build_snapshot(org: Organization) -> CatalogSnapshot:
-    """The organization's approved catalog, tool groups and known subjects, as engine input."""
+# (org id, org created_at) -> (policy_version, tools). Every change to the approved catalog
+# bumps `policy_version` in its own transaction, so a version read from the database names
+# one catalog: the tools can be reused while it stays. Subjects and tool groups are not
+# cached (creating an agent does not bump the version); they are a few cheap queries.
+_tools_cache: dict[tuple[int, Any], tuple[int, tuple[CatalogTool, ...]]] = {}
+_TOOLS_CACHE_ORGS = 64
+
+
+def _catalog_tools(org: Organization, *, cached: bool) -> tuple[CatalogTool, ...]:
+    if not cached:
+        return tuple(catalog_tool(row) for row in approved_tools_for_org(org=org))
+    version = Organization.objects.values_list("policy_version", flat=True).get(pk=org.pk)
+    key = (org.pk, org.created_at)
+    hit = _tools_cache.get(key)
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    tools = tuple(catalog_tool(row) for row in approved_tools_for_org(org=org))
+    if len(_tools_cache) >= _TOOLS_CACHE_ORGS:
+        _tools_cache.clear()
+    _tools_cache[key] = (version, tools)
+    return tools
+
+
+def build_snapshot(org: Organization, *, cached_catalog: bool = False) -> CatalogSnapshot:
+    """The organization's approved catalog, tool groups and known subjects, as engine input.
+
+    `cached_catalog` reuses this process's copy of the approved tools while the organization's
+    `policy_version` (read from the database) is unchanged: for the editor's validation as
+    you type. Writes build from the database (they hold the organization's lock).
+    """
     return CatalogSnapshot(
-        tools=tuple(catalog_tool(row) for row in approved_tools_for_org(org=org)),
+        tools=_catalog_tools(org, cached=cached_catalog),
         tool_groups=tool_groups_for_snapshot(org),
         agent_slugs=frozenset(Agent.objects.for_org(org).values_list("slug", flat=True)),
         team_slugs=frozenset(Team.objects.for_org(org).values_list("slug", flat=True)),

@@ -258,18 +258,23 @@ class _Validator:
                     )
 
 
-def validate_document(document: PolicyDocument, snapshot: CatalogSnapshot) -> list[ValidationError]:
+def validate_document(
+    document: PolicyDocument, snapshot: CatalogSnapshot, *, compile_check: bool = True
+) -> list[ValidationError]:
     """Every problem of `document` against the organization's catalog, errors then warnings.
 
     Unknown tools, groups, servers, agents, teams, users and tags; malformed references and
     patterns; rules on arguments a tool's schema does not have (or of the wrong type); pinned
     values that do not fit the schema; conflicting pins; clashing overrides. Warnings (a pattern
     that matches nothing yet, a rule on an unapproved tool) do not block an import.
+
+    `compile_check=False` leaves out the engine's compile-time checks, for a caller that
+    compiles the document together with the rest of the policy set anyway (the services).
     """
     problems = check_document(document)
     structural_errors = any(p.severity == "error" for p in problems)
     problems += _Validator(document, snapshot).run()
-    if not structural_errors:
+    if compile_check and not structural_errors:
         merged = snapshot.with_tool_groups(document.tool_group_map())
         try:
             compiled = compile_policies(merged, list(document.policies), "validate", strict=False)

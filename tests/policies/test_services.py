@@ -392,3 +392,17 @@ def test_disabling_in_the_ui_shows_in_the_yaml_and_the_export(catalog, triage_bo
         org=catalog, actor=alice, policy=policy, text=policy.source_yaml, enabled=True
     )
     assert policy.enabled and "enabled" not in policy.spec
+
+
+def test_validation_as_you_type_sees_a_newly_approved_server(catalog, triage_bot, alice):
+    from tenants.services import org_bump_policy_version
+
+    text = "consumer: triage-bot\nallow:\n  tools: [wiki.read_page]\n"
+    _spec, errors, _warnings, _diff = services.policy_check(org=catalog, text=text)
+    assert len(errors) == 1 and "unknown tool 'wiki.read_page'" in errors[0].message
+    # The catalog services bump the policy version with every approval; the editor's cached
+    # copy of the catalog is keyed by it.
+    approved_server(catalog, "wiki", {"read_page": {"page": {"type": "string"}}})
+    org_bump_policy_version(org=catalog)
+    _spec, errors, _warnings, _diff = services.policy_check(org=catalog, text=text)
+    assert errors == []
