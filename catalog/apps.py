@@ -12,6 +12,11 @@ class CatalogConfig(AppConfig):
         from tenants.dashboard import Panel, register_panel
 
         register_panel(Panel("catalog", "catalog/dashboard_panel.html", 20, panel_context))
+        # The consent and connections pages say which servers use a provider's grant.
+        from catalog.selectors import provider_usage
+        from credentials.usage import register_usage_describer
+
+        register_usage_describer(provider_usage)
         # So that vault key rotation re-encrypts the servers' secrets too.
         register_encrypted_field(
             model_label="catalog.Server", field="static_headers_blob", purpose=HEADERS_PURPOSE

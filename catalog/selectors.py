@@ -263,6 +263,40 @@ def approved_tools_for_org(*, org: Organization | int) -> list[dict[str, Any]]:
     return out
 
 
+def provider_usage(*, org: Organization, provider_ids: list[int]) -> dict[int, list[Any]]:
+    """For the credentials pages (consent, connections): which serving servers send a user's
+    grant at each provider upstream, and their approved tools. Registered at start-up with
+    `credentials.usage.register_usage_describer` (credentials sits below the catalog)."""
+    from django.urls import reverse
+
+    from credentials.usage import ProviderUsage
+
+    servers = list(
+        Server.objects.for_org(org)
+        .filter(oauth_provider_id__in=provider_ids, auth_mode="oauth")
+        .filter(status__in=SERVING_STATUSES, approved_version__isnull=False)
+        .order_by("name")
+    )
+    tools: dict[int, list[str]] = {}
+    for version_id, name in (
+        Tool.objects.filter(version_id__in=[s.approved_version_id for s in servers])
+        .order_by("name")
+        .values_list("version_id", "name")
+    ):
+        tools.setdefault(version_id, []).append(name)
+    out: dict[int, list[Any]] = {}
+    for server in servers:
+        out.setdefault(server.oauth_provider_id, []).append(
+            ProviderUsage(
+                server=server.name,
+                detail=(server.purpose or server.description)[:200],
+                tools=tools.get(server.approved_version_id, []),
+                url=reverse("catalog:server_detail", args=[org.slug, server.pk]),
+            )
+        )
+    return out
+
+
 # --- Search ---------------------------------------------------------------------------------
 
 _WORD = re.compile(r"[\w-]+", re.UNICODE)
@@ -339,6 +373,7 @@ __all__ = [
     "fetch_job_get",
     "latest_fetch_job",
     "open_version",
+    "provider_usage",
     "review_queue",
     "server_get",
     "servers_for_org",

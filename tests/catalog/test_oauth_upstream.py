@@ -63,7 +63,8 @@ def test_fetch_uses_the_fetching_users_own_connection(
     assert f'<option value="{provider.pk}">Tickets</option>' in form
     created = client.post(
         "/o/acme/servers/new/",
-        {"name": "Tickets", "slug": "tickets", "transport": "http", "url": bearer_upstream.url,
+        {"name": "Ticket tracker", "slug": "tickets", "transport": "http",
+         "url": bearer_upstream.url, "purpose": "Reads tickets for the daily triage",
          "auth_mode": "oauth", "oauth_provider": provider.pk, "data_classification": "internal"},
     )  # fmt: skip
     assert created.status_code == 302
@@ -102,6 +103,12 @@ def test_fetch_uses_the_fetching_users_own_connection(
     }
     fetched = AuditEvent.objects.get(action="server.tools_fetched")
     assert fetched.details["oauth_provider"] == "tickets"
+    # Once approved, the consent page tells members which server uses their grant, for what.
+    services.version_submit(org=org_a, actor=bob, version=job.version)
+    services.version_approve(org=org_a, actor=alice, version=job.version)
+    consent = client.get(f"/o/acme/connections/providers/{provider.pk}/connect/").content.decode()
+    assert "<strong>Ticket tracker</strong>: Reads tickets" in consent and "echo, fail" in consent
+
     everything = str(list(AuditEvent.objects.values_list("details", flat=True)))
     assert token not in everything and token not in str(list(FetchJob.objects.values()))
 
