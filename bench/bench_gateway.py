@@ -1,31 +1,42 @@
 """Gateway overhead benchmark (not a test): the same `echo` call made directly to an SDK upstream
-and through the gateway, interleaved in one run, with policy, rate limits off, and the audit
-write on, on PostgreSQL + Redis.
+and through the gateway, interleaved in one run, with policy and the audit write on, on
+PostgreSQL + Redis.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/gw_gateway_bench \\
-    REDIS_URL=redis://127.0.0.1:6379/6 DEBUG=false SECRET_KEY=bench VAULT_MASTER_KEYS=... \\
-    .venv/bin/python bench/bench_gateway.py [--seconds 3] [--concurrency 1,8,32]
+    REDIS_URL=redis://127.0.0.1:6379/6 \\
+    .venv/bin/python bench/bench_gateway.py [--latency-calls 2000] [--seconds 2] [--rounds 4]
+        [--concurrency 1,8,32] [--json out.json] [--profile profile.svg]
 
-(DEBUG may stay on: the script only needs a database it may migrate and write to.)
+The gateway runs as in production (DEBUG=false, throwaway SECRET_KEY and vault key unless set,
+loopback upstreams allowed); the script needs a database it may migrate and write to.
 
 What it does: starts the upstream (an `MCPServer` with one `echo` tool, stateless JSON over
-uvicorn) and the gateway (`uvicorn config.asgi:application`) as child processes; registers and
-approves the upstream in a fresh organization through the catalog services, applies a policy
-allowing `bench.echo`, issues an agent key; then for each concurrency level alternates short
-direct and gateway phases (several rounds) with the official SDK client (2026-07-28 era, one
-client per worker), and reports:
+uvicorn) and the gateway (`uvicorn config.asgi:application --loop uvloop --http httptools`, as
+in production) as child processes; registers and approves the upstream in a fresh organization
+through the catalog services, applies a policy allowing `bench.echo`, issues an agent key; then:
 
-- latency p50/p99 of each path at concurrency 1 (from interleaved single calls) and the added
-  latency (gateway - direct);
-- calls/s of each path at each concurrency level;
-- CPU ms per call of the gateway process and of the upstream process (utime+stime from /proc);
-- the gateway's RSS.
+1. warm-up: both paths (pooled upstream session, compiled policy, key cache, JIT-free caches);
+2. latency at concurrency 1: direct and gateway calls strictly interleaved (d, g, d, g, ...)
+   so that machine load hits both equally; p50/p99 and the added latency (gateway - direct),
+   also as ratios of the direct p50 of the same run;
+3. throughput: for each concurrency level, several rounds of a short direct phase followed by
+   a short gateway phase (again interleaved); calls/s of each and their ratio;
+4. CPU ms per call of the gateway process and of the upstream process, per phase (utime +
+   stime of every thread, from /proc), median over the phases; the gateway's RSS now and peak;
+5. the machine's load average (other people's work on a shared machine skews everything)
+   before and after, printed with the figures.
+
+`--profile out.svg` additionally runs py-spy on the gateway for a c=8 phase after the
+measurements (so the sampler does not skew them); `.txt` gives collapsed stacks instead;
+`--profile-gil` samples only the thread holding the GIL (CPU rather than waiting).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import os
 import statistics
 import subprocess
@@ -37,6 +48,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# The benchmark's own client must not log every HTTP request (it would eat the CPU we measure).
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+# Production mode (DEBUG off: no query log, no debug cursor wrappers), with throwaway secrets;
+# the upstream runs on loopback, which production refuses unless an operator allows it.
+os.environ.setdefault("DEBUG", "false")
+os.environ.setdefault("SECRET_KEY", "bench-" + os.urandom(24).hex())
+os.environ.setdefault("VAULT_MASTER_KEYS", "bench:" + base64.b64encode(os.urandom(32)).decode())
+os.environ.setdefault("CATALOG_ALLOW_LOOPBACK", "true")
+os.environ.setdefault("CATALOG_ALLOW_PRIVATE_NETWORKS", "true")
 
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -62,16 +82,23 @@ def serve_upstream(port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def _cpu_seconds(pid: int) -> float:
+def _cpu_seconds(pid: int, which: str = "both") -> float:
+    """utime + stime (or only "sys") of every thread of `pid`, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
+    user, system = int(fields[11]), int(fields[12])
+    return (system if which == "sys" else user + system) / CLK
 
 
-def _rss_mb(pid: int) -> float:
+def _rss_mb(pid: int, field: str = "VmRSS") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
 def _free_port() -> int:
@@ -161,6 +188,11 @@ async def _worker(one, path: str, i: int, deadline: float) -> int:  # type: igno
     return done
 
 
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
 async def run_bench(
     args: argparse.Namespace, direct_url: str, gw_url: str, key: str, pids: dict[str, int]
 ) -> dict:
@@ -179,84 +211,161 @@ async def run_bench(
             raise RuntimeError(f"{path}: {result.content}")
         return elapsed
 
-    # Warm up both paths (pooled upstream session, compiled policy, key cache).
-    for _ in range(50):
+    async def phase(path: str, level: int, seconds: float) -> tuple[int, float, dict[str, float]]:
+        before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+        sys_before = _cpu_seconds(pids["gateway"], "sys")
+        started = time.perf_counter()
+        deadline = started + seconds
+        counts = await asyncio.gather(*(_worker(one, path, i, deadline) for i in range(level)))
+        elapsed = time.perf_counter() - started
+        after = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+        used = {n: after[n] - before[n] for n in pids}
+        used["gateway_sys"] = _cpu_seconds(pids["gateway"], "sys") - sys_before
+        return sum(counts), elapsed, used
+
+    # Warm-up: single calls, then a short burst at the top concurrency on both paths.
+    for _ in range(args.warmup):
         await one("direct", 0)
         await one("gateway", 0)
+    for path in ("direct", "gateway"):
+        await phase(path, top, 1.0)
+
+    report: dict = {"load_before": _load()}
 
     # Latency at concurrency 1: strictly interleaved single calls.
     lat: dict[str, list[float]] = {"direct": [], "gateway": []}
     for _ in range(args.latency_calls):
         lat["direct"].append(await one("direct", 0))
         lat["gateway"].append(await one("gateway", 0))
-
-    def pct(values: list[float], q: float) -> float:
-        ordered = sorted(values)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
-    report: dict = {
-        "latency_ms": {
-            path: {"p50": pct(v, 0.50), "p99": pct(v, 0.99), "mean": statistics.mean(v) * 1000}
-            for path, v in lat.items()
-        }
+    latency = {
+        path: {"p50": _pct(v, 0.50), "p99": _pct(v, 0.99), "mean": statistics.mean(v) * 1000}
+        for path, v in lat.items()
     }
-    report["added_ms"] = {
-        "p50": report["latency_ms"]["gateway"]["p50"] - report["latency_ms"]["direct"]["p50"],
-        "p99": report["latency_ms"]["gateway"]["p99"] - report["latency_ms"]["direct"]["p99"],
-    }
+    base = latency["direct"]["p50"]
+    added = {q: latency["gateway"][q] - latency["direct"][q] for q in ("p50", "p99", "mean")}
+    report["latency_ms"] = latency
+    report["added_ms"] = added
+    report["added_ratio_of_direct_p50"] = {q: v / base for q, v in added.items()}
 
-    # Throughput and CPU per call: alternate direct and gateway phases.
+    # Throughput and CPU per call: alternate short direct and gateway phases.
     throughput: dict[int, dict[str, float]] = {}
-    cpu = {
+    cpu: dict[str, list[float]] = {
         "gateway_ms_per_call": [],
         "upstream_ms_per_direct_call": [],
         "upstream_ms_per_gateway_call": [],
+        "gateway_sys_ms_per_call": [],
     }
     for level in levels:
         totals = {"direct": [0, 0.0], "gateway": [0, 0.0]}
         for _ in range(args.rounds):
             for path in ("direct", "gateway"):
-                before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
-                deadline = time.perf_counter() + args.seconds
-                started = time.perf_counter()
-                counts = await asyncio.gather(
-                    *(_worker(one, path, i, deadline) for i in range(level))
-                )
-                done = sum(counts)
-                elapsed = time.perf_counter() - started
-                after = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+                done, elapsed, used = await phase(path, level, args.seconds)
                 totals[path][0] += done
                 totals[path][1] += elapsed
                 if path == "gateway":
-                    cpu["gateway_ms_per_call"].append(
-                        (after["gateway"] - before["gateway"]) * 1000 / done
-                    )
-                    cpu["upstream_ms_per_gateway_call"].append(
-                        (after["upstream"] - before["upstream"]) * 1000 / done
-                    )
+                    cpu["gateway_ms_per_call"].append(used["gateway"] * 1000 / done)
+                    cpu["gateway_sys_ms_per_call"].append(used["gateway_sys"] * 1000 / done)
+                    cpu["upstream_ms_per_gateway_call"].append(used["upstream"] * 1000 / done)
                 else:
-                    cpu["upstream_ms_per_direct_call"].append(
-                        (after["upstream"] - before["upstream"]) * 1000 / done
-                    )
-        throughput[level] = {path: n / secs for path, (n, secs) in totals.items()}
+                    cpu["upstream_ms_per_direct_call"].append(used["upstream"] * 1000 / done)
+        rates = {path: n / secs for path, (n, secs) in totals.items()}
+        rates["ratio"] = rates["gateway"] / rates["direct"]
+        throughput[level] = rates
     report["calls_per_s"] = throughput
     report["cpu_ms_per_call"] = {k: statistics.median(v) for k, v in cpu.items()}
+    report["cpu_ratio_gateway_to_upstream"] = (
+        report["cpu_ms_per_call"]["gateway_ms_per_call"]
+        / report["cpu_ms_per_call"]["upstream_ms_per_direct_call"]
+    )
     report["gateway_rss_mb"] = _rss_mb(pids["gateway"])
+    report["gateway_peak_rss_mb"] = _rss_mb(pids["gateway"], "VmHWM")
+    report["upstream_rss_mb"] = _rss_mb(pids["upstream"])
+    report["load_after"] = _load()
+
+    if args.profile:
+        out = Path(args.profile)
+        fmt = "raw" if out.suffix == ".txt" else "flamegraph"
+        spy = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
+                str(pids["gateway"]), "--duration", str(args.profile_seconds), "--rate", "200",
+                "--format", fmt, "--output", str(out), "--nonblocking",
+                *(["--gil"] if args.profile_gil else []),
+            ],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        await asyncio.sleep(1.0)  # let py-spy attach
+        await phase("gateway", 8, args.profile_seconds)
+        spy.wait(timeout=60)
+        report["profile"] = str(out)
+
     for client, http in reversed(direct + through):  # LIFO: anyio cancel scopes nest
         await client.__aexit__(None, None, None)
         await http.aclose()
     return report
 
 
+def _print(report: dict, args: argparse.Namespace) -> None:
+    lat, added, ratio = (
+        report["latency_ms"],
+        report["added_ms"],
+        report["added_ratio_of_direct_p50"],
+    )
+    print(f"load average before: {report['load_before']}; after: {report['load_after']}")
+    print(f"latency at c=1 ({args.latency_calls} interleaved calls each), ms:")
+    for path in ("direct", "gateway"):
+        print(
+            f"  {path:8} p50 {lat[path]['p50']:6.2f}  p99 {lat[path]['p99']:6.2f}  "
+            f"mean {lat[path]['mean']:6.2f}"
+        )
+    print(
+        f"  added    p50 {added['p50']:6.2f}  p99 {added['p99']:6.2f}  mean {added['mean']:6.2f}"
+        f"   (x direct p50: {ratio['p50']:.2f} / {ratio['p99']:.2f} / {ratio['mean']:.2f};"
+        f" gateway/direct p50 {lat['gateway']['p50'] / lat['direct']['p50']:.2f})"
+    )
+    print("calls/s (gateway/direct ratio):")
+    for level, values in report["calls_per_s"].items():
+        print(
+            f"  c={level:<3} direct {values['direct']:7.0f}  gateway {values['gateway']:7.0f}  "
+            f"ratio {values['ratio']:.2f}"
+        )
+    cpu = report["cpu_ms_per_call"]
+    print(
+        f"CPU ms/call: gateway {cpu['gateway_ms_per_call']:.2f} "
+        f"(kernel {cpu['gateway_sys_ms_per_call']:.2f}), upstream "
+        f"{cpu['upstream_ms_per_direct_call']:.2f} per direct call and "
+        f"{cpu['upstream_ms_per_gateway_call']:.2f} per gateway call "
+        f"(gateway/upstream ratio {report['cpu_ratio_gateway_to_upstream']:.2f})"
+    )
+    print(
+        f"RSS: gateway {report['gateway_rss_mb']:.0f} MB (peak {report['gateway_peak_rss_mb']:.0f}),"
+        f" upstream {report['upstream_rss_mb']:.0f} MB"
+    )
+    if report.get("profile"):
+        print(f"profile of the gateway at c=8: {report['profile']}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--seconds", type=float, default=3.0, help="length of one phase")
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of one phase")
     parser.add_argument(
-        "--rounds", type=int, default=2, help="direct/gateway phase pairs per level"
+        "--rounds", type=int, default=4, help="direct/gateway phase pairs per level"
     )
     parser.add_argument("--concurrency", default="1,8,32")
-    parser.add_argument("--latency-calls", type=int, default=1000)
+    parser.add_argument("--latency-calls", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--json", help="also write the report here")
+    parser.add_argument("--profile", help="py-spy output (.svg flame graph or .txt collapsed)")
+    parser.add_argument("--profile-seconds", type=int, default=15)
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="sample only the thread holding the GIL (where the CPU goes, not where time waits)",
+    )
+    parser.add_argument(
+        "--gateway-args", default="", help="extra uvicorn arguments for the gateway process"
+    )
     args = parser.parse_args()
     if args.serve_upstream:
         serve_upstream(args.serve_upstream)
@@ -282,13 +391,16 @@ def main() -> int:
             [
                 sys.executable, "-m", "uvicorn", "config.asgi:application",
                 "--host", "127.0.0.1", "--port", str(gw_port),
+                "--loop", "uvloop", "--http", "httptools",
                 "--log-level", "warning", "--no-access-log", "--lifespan", "on",
+                *args.gateway_args.split(),
             ],
             env={**env, "CATALOG_ALLOW_PRIVATE_NETWORKS": "true"},
             cwd=ROOT,
         )  # fmt: skip
         procs.append(gateway)
         _wait_port(gw_port)
+        started = time.monotonic()
         report = asyncio.run(
             run_bench(
                 args,
@@ -298,31 +410,15 @@ def main() -> int:
                 {"gateway": gateway.pid, "upstream": upstream.pid},
             )
         )
+        report["run_seconds"] = round(time.monotonic() - started, 1)
     finally:
         for proc in procs:
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=10)
-    lat, added = report["latency_ms"], report["added_ms"]
-    print(f"latency at c=1 ({args.latency_calls} interleaved calls each), ms:")
-    for path in ("direct", "gateway"):
-        print(f"  {path:8} p50 {lat[path]['p50']:.2f}  p99 {lat[path]['p99']:.2f}")
-    print(
-        f"  added    p50 {added['p50']:.2f}  p99 {added['p99']:.2f}  "
-        f"(gateway/direct p50 ratio {lat['gateway']['p50'] / lat['direct']['p50']:.2f})"
-    )
-    print("calls/s:")
-    for level, values in report["calls_per_s"].items():
-        ratio = values["gateway"] / values["direct"]
-        print(
-            f"  c={level:<3} direct {values['direct']:7.0f}  gateway {values['gateway']:7.0f}  ratio {ratio:.2f}"
-        )
-    cpu = report["cpu_ms_per_call"]
-    print(
-        f"CPU ms/call: gateway {cpu['gateway_ms_per_call']:.2f}, upstream {cpu['upstream_ms_per_direct_call']:.2f} "
-        f"(ratio {cpu['gateway_ms_per_call'] / cpu['upstream_ms_per_direct_call']:.2f})"
-    )
-    print(f"gateway RSS: {report['gateway_rss_mb']:.0f} MB")
+    _print(report, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
