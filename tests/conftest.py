@@ -4,7 +4,7 @@ alice: owner of org A ("acme"); bob: member of org A; charlie: owner of org B ("
 Plus api clients and a helper that snapshots row counts to prove bad input changed nothing.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.apps import apps
@@ -28,6 +28,17 @@ def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
     # The default hasher costs ~1 s per persona on a busy 2-core machine; tests of password
     # handling do not depend on the work factor.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def celery_eager() -> Iterator[None]:
+    """Run Celery tasks inline (where no worker runs: the browser tests' live server)."""
+    from config.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
 
 
 @pytest.fixture

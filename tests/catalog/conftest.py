@@ -1,4 +1,4 @@
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,14 +11,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
-def _eager_celery() -> Iterator[None]:
-    # Tasks queued by the catalog (drift syncs) run inline in tests.
-    from config.celery import app
-
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous
+def _eager_celery(celery_eager: None) -> None:
+    """Tasks queued by the catalog (fetch jobs, drift syncs) run inline in tests."""
 
 
 @pytest.fixture(autouse=True)
