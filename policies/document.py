@@ -79,6 +79,7 @@ __all__ = [
     "parse_document",
     "policy_from_mapping",
     "policy_to_mapping",
+    "text_diff",
     "validate_document",
 ]
 
@@ -822,6 +823,27 @@ def diff_documents(live: PolicyDocument, proposed: PolicyDocument) -> list[str]:
             before.pop("enabled", None)
             after.pop("enabled", None)
             lines += _diff_plain(f"policy '{name}'", before, after)
+    return lines
+
+
+def text_diff(before: str, after: str, *, context: int = 3) -> list[tuple[str, str]]:
+    """A line diff of two YAML texts for display: `(kind, line)` pairs, kind one of `add`,
+    `del`, `same` or `gap` (a `@@ ... @@` hunk header). Empty when the texts are equal."""
+    lines: list[tuple[str, str]] = []
+    diff = difflib.unified_diff(
+        before.splitlines(), after.splitlines(), "live", "edited", lineterm="", n=context
+    )
+    for line in diff:
+        if line.startswith(("--- ", "+++ ")) and not lines:
+            continue  # the two file headers
+        if line.startswith("@@"):
+            lines.append(("gap", line))
+        elif line.startswith("+"):
+            lines.append(("add", line))
+        elif line.startswith("-"):
+            lines.append(("del", line))
+        else:
+            lines.append(("same", line))
     return lines
 
 

@@ -5,6 +5,7 @@ services)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import messages
@@ -13,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from policies import selectors, services
+from policies.document import text_diff
 from policies.errors import PolicyError, ValidationError
 from policies.forms import (
     ApplyForm,
@@ -24,7 +26,7 @@ from policies.forms import (
 )
 from policies.models import Policy
 from policies.replay import policy_explain, policy_replay
-from policies.specs import policy_spec, policy_yaml
+from policies.specs import policy_spec, policy_yaml, spec_yaml
 from tenants.decorators import org_view
 from tenants.permissions import Perm
 from tenants.selectors import agents_for_org
@@ -146,17 +148,28 @@ def policy_edit(request: HttpRequest, policy_id: int) -> HttpResponse:
 def _validate(request: HttpRequest, policy: Policy | None) -> HttpResponse:
     org = request.org  # type: ignore[attr-defined]
     form = YamlForm(request.POST)
+    yaml_diff: list[tuple[str, str]] = []
     if form.is_valid():
-        _spec, errors, warnings, diff = services.policy_check(
+        spec, errors, warnings, diff = services.policy_check(
             org=org, text=form.cleaned_data["text"], policy=policy
         )
+        if spec is not None and policy is not None and not errors:
+            # Canonical YAML on both sides: the lines that saving would change, without the
+            # noise of comments or layout (the editor's text is stored in canonical form).
+            yaml_diff = text_diff(policy_yaml(policy), spec_yaml(spec))
     else:
         errors = [ValidationError("", " ".join(form.errors.get("text", ["Give the YAML."])))]
         warnings, diff = [], []
     return render(
         request,
         "policies/policy_edit.html#validation",
-        {"errors": errors, "warnings": warnings, "diff": diff, "checked": True},
+        {
+            "errors": errors,
+            "warnings": warnings,
+            "diff": diff,
+            "yaml_diff": yaml_diff,
+            "checked": True,
+        },
     )
 
 
@@ -378,10 +391,16 @@ def explain(request: HttpRequest) -> HttpResponse:
         else:
             status = 400
     template = "policies/explain.html#result" if request.htmx else "policies/explain.html"  # type: ignore[attr-defined]
+    # The arguments as JSON, as they go upstream (not Python's repr).
+    sent = (
+        json.dumps(explanation.effective_arguments, indent=2, ensure_ascii=False)
+        if explanation is not None and explanation.allowed
+        else ""
+    )
     return render(
         request,
         template,
-        {"nav": "policies-explain", "form": form, "explanation": explanation},
+        {"nav": "policies-explain", "form": form, "explanation": explanation, "sent": sent},
         status=status,
     )
 

@@ -228,3 +228,25 @@ def test_a_disabled_policy_shows_enabled_false_in_the_editor(applied, client_as,
     body = client.get(url("edit", policy.pk)).content.decode()
     assert "enabled: false" in body
     assert "disabled</span>" in body
+
+
+def test_editor_shows_the_yaml_lines_saving_would_change(applied, client_as, alice):
+    policy = Policy.objects.get(name="triage")
+    client = client_as(alice)
+    live = client.get(url("edit", policy.pk)).content.decode()
+    assert "tools: [&quot;tickets.delete_ticket&quot;]" in live
+    edited = (
+        "name: triage\nconsumer: triage-bot\nallow:\n  toolGroups: [readers]\n"
+        "deny:\n  tools: [tickets.delete_ticket, chat.delete_channel]\n"
+    )
+    body = client.post(url("validate", policy.pk), {"text": edited}).content.decode()
+    assert '<span class="yd-del">-  tools: [&quot;tickets.delete_ticket&quot;]</span>' in body
+    assert (
+        '<span class="yd-add">+  tools: [&quot;tickets.delete_ticket&quot;, '
+        "&quot;chat.delete_channel&quot;]</span>"
+    ) in body
+    # Only layout changed (the canonical form is the same): no YAML diff.
+    same = "{name: triage, consumer: triage-bot, allow: {toolGroups: [readers]},\n"
+    same += " deny: {tools: [tickets.delete_ticket]}}\n"
+    body = client.post(url("validate", policy.pk), {"text": same}).content.decode()
+    assert "Valid" in body and "yaml-diff" not in body
