@@ -54,8 +54,11 @@ def _count_rows() -> int:
     return total
 
 
-def rotation_start(*, actor: Any | None = None, reencrypt: bool = False) -> VaultRotation:
-    """Create a rotation job towards the key ring's first master key and enqueue it."""
+def rotation_start(
+    *, actor: Any | None = None, reencrypt: bool = False, enqueue: bool = True
+) -> VaultRotation:
+    """Create a rotation job towards the key ring's first master key and enqueue it (unless
+    `enqueue=False`: the caller runs it, e.g. `vault_rotate --sync`)."""
     target = vault.active_master_key().id
     with transaction.atomic():
         running = VaultRotation.objects.select_for_update().filter(status__in=_UNFINISHED).first()
@@ -79,16 +82,18 @@ def rotation_start(*, actor: Any | None = None, reencrypt: bool = False) -> Vaul
             target=job,
             details={"target_master_key_id": target, "reencrypt": reencrypt},
         )
-        _enqueue(job.pk)
+        if enqueue:
+            _enqueue(job.pk)
     return job
 
 
-def rotation_resume(*, rotation_id: int | None = None) -> VaultRotation:
+def rotation_resume(*, rotation_id: int | None = None, enqueue: bool = True) -> VaultRotation:
     qs = VaultRotation.objects.filter(status__in=_UNFINISHED)
     job = qs.filter(pk=rotation_id).first() if rotation_id else qs.order_by("-id").first()
     if job is None:
         raise CredentialError("There is no unfinished rotation to resume.", code="no_rotation")
-    _enqueue(job.pk)
+    if enqueue:
+        _enqueue(job.pk)
     return job
 
 

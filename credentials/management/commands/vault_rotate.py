@@ -39,10 +39,10 @@ class Command(BaseCommand):
                     self.stdout.write("No rotation has run yet.")
                     return
             elif opts["resume"]:
-                job = rotation.rotation_resume()
+                job = rotation.rotation_resume(enqueue=not opts["sync"])
                 self.stdout.write(f"Resuming rotation #{job.pk}.")
             else:
-                job = rotation.rotation_start(reencrypt=opts["reencrypt"])
+                job = rotation.rotation_start(reencrypt=opts["reencrypt"], enqueue=not opts["sync"])
                 self.stdout.write(
                     f"Started rotation #{job.pk} to master key {job.target_master_key_id!r} "
                     f"({job.keys_total} data keys"
@@ -66,9 +66,9 @@ class Command(BaseCommand):
             )
             if line != last:
                 self.stdout.write(line)
+                if job.last_error:
+                    self.stdout.write(f"  note: {job.last_error}")
                 last = line
-            if job.last_error:
-                self.stdout.write(f"  note: {job.last_error}")
             if not follow or job.status in (RotationStatus.DONE, RotationStatus.FAILED):
                 if job.status == RotationStatus.FAILED:
                     raise CommandError(f"Rotation #{job.pk} failed: {job.last_error}")
