@@ -321,6 +321,11 @@ CELERY_BEAT_SCHEDULE["credentials-refresh-expiring"] = {
     "task": "credentials.tasks.refresh_expiring_connections_task",
     "schedule": 60.0,
 }
+# Re-enqueues a vault rotation whose worker died (no progress for two minutes).
+CELERY_BEAT_SCHEDULE["credentials-vault-rotation-watchdog"] = {
+    "task": "credentials.tasks.vault_rotation_watchdog_task",
+    "schedule": 300.0,
+}
 
 # --- Catalog --------------------------------------------------------------------------------
 # Timeouts (seconds) for talking to upstream MCP servers when fetching their tools.

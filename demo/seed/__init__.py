@@ -7,6 +7,7 @@ from demo.seed.context import DemoContext
 # Order matters: later steps use what earlier ones created (ctx carries it).
 STEPS: list[str] = [
     "demo.seed.tenants",
+    "demo.seed.credentials",
     "demo.seed.catalog",
     "demo.seed.policies",
     "demo.seed.audit",

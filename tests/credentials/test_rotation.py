@@ -126,3 +126,25 @@ def test_rotation_progress_is_shown_to_admins(old_and_new, org_a, alice, bob, cl
     page = client_as(alice).get(f"/o/{org_a.slug}/providers/rotation/")
     assert b"100%" in page.content and b"every 2s" not in page.content
     assert OAuthProvider.objects.exists()
+
+
+def test_watchdog_resumes_a_rotation_whose_worker_died(
+    old_and_new, org_a, celery_eager, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings, old, new = old_and_new
+    ConnectionFactory(organization=org_a)
+    settings.VAULT_MASTER_KEYS = [new, old]
+    job = rotation.rotation_start(reencrypt=True, enqueue=False)
+    rotation.rotation_run(rotation_id=job.pk, max_batches=1)
+    assert rotation.resume_stalled() == 0  # it made progress just now: not stalled
+    VaultRotation.objects.filter(pk=job.pk).update(
+        heartbeat_at=timezone.now() - timedelta(minutes=10)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert rotation.resume_stalled() == 1
+    job.refresh_from_db()
+    assert job.status == RotationStatus.DONE
