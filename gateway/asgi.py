@@ -30,9 +30,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from audit.context import RequestContext, new_request_id, reset_context, set_context
 from gateway import pipeline
-from gateway.auth import AuthFailure, GatewayPrincipal, authenticate
+from gateway.audit_writer import audit_writer
+from gateway.auth import AuthFailure, authenticate
 from gateway.conf import gateway_settings
-from gateway.db import run_db
 from gateway.directory import directory
 from gateway.pool import pool
 
@@ -272,24 +272,22 @@ class _RefusalWatch:
             details["toolset"] = self.req.toolset
         principal = self.req.principal
         try:
-            await run_db(_write_refusal, principal=principal, details=details)
+            from audit.services import build_event
+
+            await audit_writer.write(
+                build_event(
+                    org=principal.organization,
+                    action="mcp.request_refused",
+                    agent=principal.agent,
+                    on_behalf_of=principal.acting_for,
+                    outcome="denied",
+                    details=details,
+                    decision="deny",
+                    error_class="validation",
+                )
+            )
         except Exception:
             logger.exception("could not audit a refused MCP request")
-
-
-def _write_refusal(*, principal: GatewayPrincipal, details: dict[str, Any]) -> None:
-    from audit.services import record
-
-    record(
-        org=principal.organization,
-        action="mcp.request_refused",
-        agent=principal.agent,
-        on_behalf_of=principal.acting_for,
-        outcome="denied",
-        details=details,
-        decision="deny",
-        error_class="validation",
-    )
 
 
 _endpoint: GatewayEndpoint | None = None

@@ -6,6 +6,10 @@ number of connections a replica opens, keeps them persistent (CONN_MAX_AGE) and 
 requests use several connections at once, which `sync_to_async(thread_sensitive=True)` (one
 thread for everything) would not. The caller's contextvars (request id, source IP) are carried
 into the thread so audit records pick them up.
+
+Audit rows of tools/call have a thread of their own (`run_writer`, one thread, one connection):
+gateway.audit_writer sends it one batch at a time (group commit), so audit writes never queue
+behind authentication or policy loads, nor those behind a burst of audit writes.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ T = TypeVar("T")
 _HEALTH_EVERY = 5.0
 _local = threading.local()
 _executor: ThreadPoolExecutor | None = None
+_writer: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
 
 
@@ -42,6 +47,15 @@ def _pool() -> ThreadPoolExecutor:
                     max_workers=gateway_settings().db_threads, thread_name_prefix="gateway-db"
                 )
     return _executor
+
+
+def _writer_pool() -> ThreadPoolExecutor:
+    global _writer
+    if _writer is None:
+        with _lock:
+            if _writer is None:
+                _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-audit")
+    return _writer
 
 
 def _run[**P, T](
@@ -67,13 +81,24 @@ async def run_db[**P, T](fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) 
     return await loop.run_in_executor(_pool(), lambda: _run(ctx, fn, *args, **kwargs))
 
 
+async def run_writer[**P, T](fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run `fn(*args, **kwargs)` on the audit writer's thread (one thread, one connection)."""
+    loop = asyncio.get_running_loop()
+    ctx = contextvars.copy_context()
+    return await loop.run_in_executor(_writer_pool(), lambda: _run(ctx, fn, *args, **kwargs))
+
+
 def shutdown() -> None:
     """Close every DB thread's connection and stop the threads (at the end of the lifespan)."""
-    global _executor
+    global _executor, _writer
     with _lock:
-        executor, _executor = _executor, None
-    if executor is None:
-        return
+        executors = [e for e in (_executor, _writer) if e is not None]
+        _executor = _writer = None
+    for executor in executors:
+        _close_threads(executor)
+
+
+def _close_threads(executor: ThreadPoolExecutor) -> None:
     from django.db import connections
 
     workers = len(executor._threads)  # each thread takes exactly one task thanks to the barrier

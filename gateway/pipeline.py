@@ -16,7 +16,7 @@ Read top to bottom, in the order the steps run (DESIGN.md, "The gateway call pip
                      read-only/idempotent tools, circuit breaker, drift check
     7 filter         size cap, policy redaction; the upstream's isError is passed through
     8 audit          one `tool.call` record committed before the result is returned; if it
-                     cannot be written the call fails
+                     cannot be written the call fails (group commit: gateway.audit_writer)
 
 Errors are mapped once, here: `GatewayProtocolError` -> JSON-RPC error (`MCPError`),
 `ToolFailure` -> `CallToolResult(isError=true)`. Every tools/call, allowed or not, is audited.
@@ -46,6 +46,7 @@ from mcp_types import (
 )
 
 from gateway import errors
+from gateway.audit_writer import audit_writer
 from gateway.auth import GatewayPrincipal
 from gateway.breaker import breakers
 from gateway.conf import gateway_settings
@@ -462,8 +463,10 @@ async def _audit(req: GatewayRequest, record: CallRecord, ctx: ServerRequestCont
     )
     principal = req.principal
     try:
-        await run_db(
-            _write_audit,
+        from audit.services import build_event
+
+        event = build_event(
+            action="tool.call",
             org=principal.organization,
             agent=principal.agent,
             on_behalf_of=principal.acting_for,
@@ -476,8 +479,10 @@ async def _audit(req: GatewayRequest, record: CallRecord, ctx: ServerRequestCont
             latency_ms=round(elapsed_ms, 3),
             upstream_latency_ms=round(record.upstream_ms, 3) if record.upstream_ms else None,
         )
+        # Group commit: returns once the transaction holding this record has committed.
+        await audit_writer.write(event)
     except Exception as exc:
-        logger.exception("audit write failed; refusing the call's result")
+        logger.error("audit write failed; refusing the call's result (%s)", type(exc).__name__)
         raise MCPError(
             errors.GATEWAY_UNAVAILABLE,
             "The gateway could not write the audit record for this call, so its result is "
@@ -485,9 +490,3 @@ async def _audit(req: GatewayRequest, record: CallRecord, ctx: ServerRequestCont
             f"(request id {req.request_id}).",
         ) from exc
     req.audited = True
-
-
-def _write_audit(**fields: Any) -> None:
-    from audit.services import record
-
-    record(action="tool.call", **fields)

@@ -1,0 +1,211 @@
+"""Group commit of `tool.call` audit records (gateway.audit_writer): the guarantees that a
+batched writer must keep, then the same guarantees end to end through the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from django.db import DataError, OperationalError, connections
+from mcp.shared.exceptions import MCPError
+
+from audit import services as audit_services
+from audit.models import AuditEvent
+from gateway import pipeline
+from gateway.audit_writer import AuditWriteFailed, audit_writer
+from policies.types import PolicySpec, Subjects, ToolRules
+from tests.gateway.conftest import http_server, mcp_client
+
+
+def _event(org, n: int, **details):
+    return audit_services.build_event(
+        org=org,
+        action="tool.call",
+        details={"n": n, **details},
+        server="s",
+        tool="t",
+        decision="allow",
+    )
+
+
+def _committed_ns() -> set[int]:
+    """The `n` of every tool.call row, read on a fresh connection of another thread: it sees
+    only committed rows."""
+    found: set[int] = set()
+
+    def read() -> None:
+        try:
+            rows = AuditEvent.objects.filter(action="tool.call").values_list("details", flat=True)
+            found.update(d["n"] for d in rows)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join()
+    return found
+
+
+@pytest.mark.django_db(transaction=True)
+def test_write_returns_only_after_commit_and_concurrent_calls_share_a_batch(org_a):
+    async def scenario():
+        await audit_writer.write(_event(org_a, 0))
+        seen_after_first = _committed_ns()
+        # Twenty calls finishing together: one transaction, not twenty.
+        batches_before, _ = audit_writer.stats()
+        await asyncio.gather(*(audit_writer.write(_event(org_a, n)) for n in range(1, 21)))
+        batches_after, rows = audit_writer.stats()
+        return seen_after_first, batches_after - batches_before, rows
+
+    seen_after_first, batches, rows = asyncio.run(scenario())
+    assert seen_after_first == {0}  # committed (visible to another connection) on return
+    assert batches == 1
+    assert rows == 21
+    assert _committed_ns() == set(range(21))
+    ids = list(AuditEvent.objects.order_by("id").values_list("details__n", flat=True))
+    assert ids == list(range(21))  # ids follow the order the calls finished in
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_batch_fails_every_call_in_it(org_a, monkeypatch):
+    def down(events):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(audit_services, "save_events", down)
+
+    async def scenario():
+        return await asyncio.gather(
+            *(audit_writer.write(_event(org_a, n)) for n in range(5)), return_exceptions=True
+        )
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, AuditWriteFailed) for r in results), results
+    assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_refused_record_fails_only_its_own_call(org_a, monkeypatch):
+    real = audit_services.save_events
+
+    def picky(events):
+        if any(e.details.get("poison") for e in events):
+            raise DataError("unsupported Unicode escape sequence")
+        real(events)
+
+    monkeypatch.setattr(audit_services, "save_events", picky)
+
+    async def scenario():
+        writes = [audit_writer.write(_event(org_a, n)) for n in range(4)]
+        writes.insert(2, audit_writer.write(_event(org_a, 99, poison=True)))
+        return await asyncio.gather(*writes, return_exceptions=True)
+
+    results = asyncio.run(scenario())
+    assert [type(r).__name__ for r in results] == [
+        "NoneType",
+        "NoneType",
+        "AuditWriteFailed",
+        "NoneType",
+        "NoneType",
+    ]
+    assert _committed_ns() == {0, 1, 2, 3}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancelled_caller_does_not_cancel_its_record(org_a):
+    async def scenario():
+        task = asyncio.create_task(audit_writer.write(_event(org_a, 7)))
+        await asyncio.sleep(0)  # queued
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await audit_writer.write(_event(org_a, 8))  # drains after the first batch
+
+    asyncio.run(scenario())
+    assert _committed_ns() == {7, 8}
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture
+def echo_catalog(gateway, gateway_catalog, fault_server, org_a):
+    gateway_catalog(
+        org_a,
+        servers=[http_server("fault", fault_server.url)],
+        policies=[
+            PolicySpec(
+                name="triage",
+                subjects=Subjects(agents=("triage-bot",)),
+                allow=ToolRules(tools=("fault.echo",)),
+            )
+        ],
+    )
+
+
+def _call_echo(gateway, key, message="secret result"):
+    """The call's result, or the MCPError it was refused with."""
+
+    async def scenario():
+        async with mcp_client(gateway.url("acme"), key, mode="2026-07-28") as client:
+            try:
+                return await client.call_tool("fault.echo", {"message": message})
+            except MCPError as exc:
+                return exc
+
+    return asyncio.run(scenario())
+
+
+@pytest.mark.e2e
+def test_call_fails_and_result_is_withheld_when_the_audit_cannot_be_written(
+    gateway, echo_catalog, agent_key, monkeypatch
+):
+    _, key = agent_key("triage-bot")
+
+    def down(events):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(audit_services, "save_events", down)
+    refused = _call_echo(gateway, key)
+    assert isinstance(refused, MCPError)
+    assert refused.code == -32050
+    assert "audit record" in refused.message
+    assert "secret result" not in str(refused)
+    assert not AuditEvent.objects.filter(action="tool.call").exists()
+
+
+@pytest.mark.e2e
+def test_concurrent_calls_are_each_audited_once(gateway, echo_catalog, agent_key):
+    _, key = agent_key("triage-bot")
+
+    async def scenario():
+        async with mcp_client(gateway.url("acme"), key, mode="2026-07-28") as client:
+            return await asyncio.gather(
+                *(client.call_tool("fault.echo", {"message": f"m{i}"}) for i in range(12))
+            )
+
+    results = asyncio.run(scenario())
+    assert sorted(r.content[0].text for r in results) == sorted(f"m{i}" for i in range(12))
+    rows = AuditEvent.objects.filter(action="tool.call", outcome="success")
+    assert sorted(r.details["arguments"]["message"] for r in rows) == sorted(
+        f"m{i}" for i in range(12)
+    )
+    assert len({r.request_id for r in rows}) == 12
+
+
+@pytest.mark.e2e
+def test_a_crash_after_the_commit_loses_no_record(gateway, echo_catalog, agent_key, monkeypatch):
+    """The gateway dies between committing the record and answering: the agent gets no result,
+    and the record is in the trail."""
+    _, key = agent_key("triage-bot")
+    real_write = audit_writer.write
+
+    async def write_then_crash(event):
+        await real_write(event)
+        raise RuntimeError("process died here")
+
+    monkeypatch.setattr(pipeline.audit_writer, "write", write_then_crash)
+    assert isinstance(_call_echo(gateway, key, "after-commit"), MCPError)
+    event = AuditEvent.objects.get(action="tool.call")
+    assert event.details["arguments"] == {"message": "after-commit"}
+    assert event.outcome == "success"
