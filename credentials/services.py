@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import ProtectedError, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
@@ -365,16 +365,22 @@ def provider_delete(*, provider: OAuthProvider, actor: Any) -> None:
     )
     for connection_id in ids:
         revoke_connection(connection_id=connection_id, actor=actor, force_delete=True)
-    with transaction.atomic():
-        PendingAuthorization.objects.filter(provider=provider).delete()
-        _audit(
-            org=org,
-            action="oauth_provider.deleted",
-            actor=actor,
-            target=provider,
-            details={"slug": provider.slug, "connections_revoked": len(ids)},
-        )
-        provider.delete()
+    try:
+        with transaction.atomic():
+            PendingAuthorization.objects.filter(provider=provider).delete()
+            _audit(
+                org=org,
+                action="oauth_provider.deleted",
+                actor=actor,
+                target=provider,
+                details={"slug": provider.slug, "connections_revoked": len(ids)},
+            )
+            provider.delete()
+    except ProtectedError as exc:
+        # Someone finished connecting while we were revoking: nothing was deleted.
+        raise CredentialError(
+            "A member connected to this provider meanwhile; delete it again to revoke that too."
+        ) from exc
 
 
 # --- Consent flow ----------------------------------------------------------------------------

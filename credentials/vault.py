@@ -10,12 +10,12 @@ How it works, and why:
   master key of the key ring (`VAULT_MASTER_KEYS` / `VAULT_MASTER_KEYS_FILE`: `id:base64key`
   entries; the first wraps new keys, all unwrap). Master keys never touch the database, so a
   database dump alone decrypts nothing.
-- A blob is `v1:<data key id>:<nonce>:<ciphertext+tag>` (base64url). The associated data binds
-  it to the organization, the purpose (table and field) and the row's uid, so a blob copied to
-  another row, field or organization fails authentication instead of decrypting.
-- Unwrapped data keys are cached in process memory by id: a data key never changes (rotation
-  re-wraps it, or retires it in favour of a new id), so the cache cannot go stale, and the
-  gateway's hot path decrypts without a query after the first use.
+- A blob is `v1:<data key id>.<key uid tag>:<nonce>:<ciphertext+tag>` (base64url). The
+  associated data binds it to the organization, the purpose (table and field) and the row's
+  uid, so a blob copied to another row, field or organization fails instead of decrypting.
+- Unwrapped data keys are cached in process memory by (id, uid tag): a data key never changes
+  (rotation re-wraps it, or retires it in favour of a new one), so the cache cannot go stale,
+  and the gateway's hot path decrypts without a query after the first use.
 - The active data key for encryption is read from the database on every `encrypt` (writes are
   rare), so a rotation in another process is honoured at once.
 
