@@ -9,6 +9,7 @@ through the gateway."""
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import sys
 
@@ -16,6 +17,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from audit.models import AuditEvent
+from audit.tasks import audit_rollup_task
 from catalog import services as catalog
 from catalog.models import Tool
 from demo.servers.common import authorization_fingerprint
@@ -208,3 +210,52 @@ def test_reference_servers_over_http_and_stdio(
     assert "hi" in echoed.content[0].text
     assert "5" in summed.content[0].text
     assert not now.is_error and "UTC" in now.content[0].text
+
+
+def test_dashboard_shows_success_rate_and_latency_per_tool_from_gateway_calls(
+    gateway, triage, settings, client_as, member_with_role
+) -> None:
+    """Issue 7's "done when": the metrics dashboard's per-tool figures come from real gateway
+    traffic (calls through the gateway, then the rollup task), not from rows written by hand."""
+
+    async def traffic() -> None:
+        async with mcp_client(gateway.url("acme"), triage) as client:
+            for _ in range(4):
+                await client.call_tool("tickets.list_tickets", {})
+            await client.call_tool("tickets.get_ticket", {"ticket_id": "TCK-101"})
+            with pytest.raises(MCPError):
+                await client.call_tool("tickets.delete_ticket", {"ticket_id": "TCK-101"})
+
+    asyncio.run(traffic())
+    calls = AuditEvent.objects.filter(action="tool.call")
+    assert calls.count() == 6
+    assert all(e.latency_ms is not None for e in calls.filter(decision="allow"))
+
+    # Rollups wait for rows older than the seal lag (late commits); here the rows are final.
+    settings.AUDIT_SEAL_LAG_SECONDS = 0
+    audit_rollup_task()
+
+    auditor = member_with_role("auditor")
+    page = client_as(auditor).get("/o/acme/audit/metrics/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    # One table row per tool: calls, success rate, failures, denied, then latencies (ms).
+    rows = {
+        cells[0]: cells[1:]
+        for cells in (
+            re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+            for row in re.findall(r"<tr>(.*?)</tr>", html, re.S)
+        )
+        if cells
+    }
+    list_row = next(v for k, v in rows.items() if "list_tickets" in k)
+    assert list_row[:4] == ["4", "100%", "0", "0"], list_row
+    assert all(value.strip() not in ("", "—") for value in list_row[4:8]), "avg/p50/p95/p99 shown"
+    delete_row = next(v for k, v in rows.items() if "delete_ticket" in k)
+    assert delete_row[0] == "1" and delete_row[3] == "1", delete_row  # one call, denied
+
+    settings.METRICS_TOKEN = "scrape-secret"
+    scraped = client_as(auditor).get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret")
+    assert scraped.status_code == 200
+    body = scraped.content.decode()
+    assert 'tool="list_tickets"' in body or "list_tickets" in body
