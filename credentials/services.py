@@ -20,8 +20,9 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
-from django.db import IntegrityError, transaction
-from django.db.models import ProtectedError, Q
+from django.db import IntegrityError, router, transaction
+from django.db.models import ProtectedError, Q, RestrictedError
+from django.db.models.deletion import Collector
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
@@ -354,10 +355,44 @@ def provider_update(
     return provider
 
 
+def _users_of_provider(provider: OAuthProvider) -> list[str]:
+    """What (other than its own connections and pending authorizations) still references
+    `provider` and would block its deletion, e.g. a catalog server naming it (PROTECT), as
+    human-readable labels. Found through Django's deletion collector, so this app never imports
+    the apps above it."""
+    collector = Collector(using=router.db_for_write(OAuthProvider, instance=provider))
+    try:
+        collector.collect([provider])
+    except (ProtectedError, RestrictedError) as exc:
+        blocked = (
+            exc.protected_objects if isinstance(exc, ProtectedError) else exc.restricted_objects
+        )
+        labels = []
+        for obj in blocked:
+            if isinstance(obj, Connection | PendingAuthorization):
+                continue  # ours: revoked and deleted by provider_delete itself
+            kind = obj._meta.verbose_name
+            name = getattr(obj, "name", "") or getattr(obj, "slug", "") or f"#{obj.pk}"
+            labels.append(f"{kind} '{name}'")
+        return sorted(set(labels))
+    return []
+
+
 def provider_delete(*, provider: OAuthProvider, actor: Any) -> None:
-    """Delete a provider after revoking every connection to it at the provider."""
+    """Delete a provider after revoking every connection to it at the provider.
+
+    Refused up front, before anything is revoked, while something else (a catalog server)
+    still uses the provider."""
     org = provider.organization
     require_perm(org=org, actor=actor, perm=Perm.MANAGE_PROVIDERS)
+    users = _users_of_provider(provider)
+    if users:
+        shown = ", ".join(users[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
+        raise CredentialError(
+            f"{provider.name} is still used by {shown}. Point those at another provider (or "
+            "delete them) first; nothing was revoked or deleted.",
+            code="provider_in_use",
+        )
     ids = _mark_revoked(
         Connection.objects.for_org(org).filter(provider=provider),
         actor=actor,
@@ -377,7 +412,14 @@ def provider_delete(*, provider: OAuthProvider, actor: Any) -> None:
             )
             provider.delete()
     except ProtectedError as exc:
-        # Someone finished connecting while we were revoking: nothing was deleted.
+        # Something started using it while we were revoking: the provider was not deleted.
+        users = _users_of_provider(provider)
+        if users:
+            raise CredentialError(
+                f"{provider.name} was not deleted: {', '.join(users[:5])} started using it "
+                "meanwhile.",
+                code="provider_in_use",
+            ) from exc
         raise CredentialError(
             "A member connected to this provider meanwhile; delete it again to revoke that too."
         ) from exc

@@ -6,7 +6,7 @@ from audit.models import AuditEvent
 from credentials import services, vault
 from credentials.egress import check_url
 from credentials.errors import UnsafeURLError
-from credentials.models import OAuthProvider
+from credentials.models import ConnectionStatus, OAuthProvider
 from tenants.errors import PermissionDeniedError
 
 
@@ -197,3 +197,56 @@ def test_provider_secret_blob_moved_to_another_provider_does_not_decrypt(org_a, 
     p2.refresh_from_db()
     with pytest.raises(vault.VaultError):
         services.provider_client(p2)
+
+
+@pytest.mark.e2e
+def test_deleting_a_provider_a_catalog_server_uses_is_refused_before_anything_changes(
+    oidc_provider, connected, org_a, alice, client_as, api_as, row_counts
+):
+    """A catalog server naming the provider (PROTECT) blocks the delete: refused up front with a
+    message naming the server, no connection revoked, nothing deleted, never a 500."""
+    from catalog import services as catalog_services
+    from catalog.models import Server
+
+    provider, conn = connected()
+    token = services.access_token_for(user=alice, provider=provider)
+    catalog_services.server_create(
+        org=org_a,
+        actor=alice,
+        name="Team chat",
+        slug="chat",
+        url="https://chat.example.com/mcp",
+        egress_hosts=["chat.example.com"],
+        auth_mode="oauth",
+        oauth_provider=provider,
+    )
+    api_client = api_as(alice)
+    before = {k: v for k, v in row_counts().items() if k != "audit.AuditEvent"}
+
+    page = client_as(alice).post(f"/o/{org_a.slug}/providers/{provider.pk}/delete/", follow=True)
+    assert page.status_code == 200
+    assert "is still used by server &#x27;Team chat&#x27;" in page.content.decode()
+    assert "nothing was revoked or deleted" in page.content.decode()
+
+    api = api_client.delete(f"/api/v1/orgs/{org_a.slug}/oauth-providers/{provider.pk}/")
+    assert api.status_code == 400, api.content
+    assert api.json()["code"] == "provider_in_use"
+    assert "server 'Team chat'" in api.json()["detail"]
+
+    after = {k: v for k, v in row_counts().items() if k != "audit.AuditEvent"}
+    assert before == after
+    assert OAuthProvider.objects.filter(pk=provider.pk).exists()
+    conn.refresh_from_db()
+    assert conn.status == ConnectionStatus.ACTIVE
+    assert oidc_provider.introspect(token)["active"] is True  # not revoked at the provider
+    assert services.access_token_for(user=alice, provider=provider) == token
+    assert not AuditEvent.objects.filter(
+        action__in=["connection.revoke_requested", "connection.deleted", "oauth_provider.deleted"]
+    ).exists()
+
+    # Once the server no longer names it, the same delete goes through and revokes.
+    Server.objects.filter(slug="chat").delete()
+    response = client_as(alice).post(f"/o/{org_a.slug}/providers/{provider.pk}/delete/")
+    assert response.status_code == 302
+    assert not OAuthProvider.objects.filter(pk=provider.pk).exists()
+    assert oidc_provider.introspect(token)["active"] is False
