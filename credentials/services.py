@@ -15,6 +15,7 @@ import hashlib
 import logging
 import secrets
 import urllib.parse
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -841,12 +842,29 @@ def refresh_due_connections(*, limit: int = 500) -> dict[str, int]:
 # --- The gateway hook ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class UpstreamCredential:
+    """What the gateway sends upstream for one user: the access token, and which connection it
+    came from (the audit trail names the connection, never the token)."""
+
+    token: str
+    connection_id: int
+
+    def __repr__(self) -> str:  # never print the token
+        return f"UpstreamCredential(connection_id={self.connection_id})"
+
+
 def access_token_for(*, user: Any, provider: OAuthProvider) -> str:
     """A valid access token of `user` at `provider`, for the gateway to send upstream.
 
     Refreshes inline (under the same row lock as the worker) when the token expired. Raises
     ConsentRequired (with `consent_url`) when the user has no usable grant, CredentialError for
     anything else (provider down, vault failure): the caller fails closed."""
+    return access_credential_for(user=user, provider=provider).token
+
+
+def access_credential_for(*, user: Any, provider: OAuthProvider) -> UpstreamCredential:
+    """`access_token_for`, plus the id of the connection the token belongs to (for the audit)."""
     if not getattr(user, "is_active", False):
         raise CredentialError("This user is deactivated; their credentials cannot be used.")
     connection = (
@@ -871,7 +889,7 @@ def access_token_for(*, user: Any, provider: OAuthProvider) -> str:
     now = timezone.now()
     fresh = connection.expires_at is None or connection.expires_at > now + EXPIRY_SKEW
     if fresh and connection.access_token_blob:
-        return _decrypt_access(connection)
+        return UpstreamCredential(_decrypt_access(connection), connection.pk)
     if not connection.refresh_token_blob:
         raise _consent_required(provider, connection)
     refreshed = connection_refresh(connection_id=connection.pk, inline=True)
@@ -883,7 +901,7 @@ def access_token_for(*, user: Any, provider: OAuthProvider) -> str:
     if refreshed.status == ConnectionStatus.ACTIVE and (
         refreshed.expires_at is None or refreshed.expires_at > now
     ):
-        return _decrypt_access(refreshed)
+        return UpstreamCredential(_decrypt_access(refreshed), refreshed.pk)
     raise CredentialError(
         f"Your {provider.name} token could not be refreshed right now "
         f"({refreshed.last_error or 'provider unavailable'}); try again shortly.",

@@ -157,6 +157,8 @@ class CallRecord:
     message: str = ""
     upstream_ms: float | None = None
     result_is_error: bool = False
+    # The user's connection whose token went upstream (audited by id, never the token).
+    connection_id: int | None = None
 
 
 async def call_tool(
@@ -232,7 +234,7 @@ async def _call(
             "ask an administrator to check it.",
             error_class="upstream",
         )
-    headers = await _credential_headers(req.principal, server)
+    headers = await _credential_headers(req.principal, server, record)
 
     # 6 call upstream
     breaker_key = server.upstream.key
@@ -336,11 +338,13 @@ def _validate_arguments(visible: VisibleTool, arguments: Mapping[str, Any]) -> N
 
 # --------------------------------------------------------------------------- 5 credential
 
-_token_cache: dict[tuple[int, Any], tuple[float, str]] = {}
+_token_cache: dict[tuple[int, Any], tuple[float, str, int]] = {}
 _TOKEN_CACHE_SECONDS = 10.0
 
 
-async def _credential_headers(principal: GatewayPrincipal, server: ServerEntry) -> dict[str, str]:
+async def _credential_headers(
+    principal: GatewayPrincipal, server: ServerEntry, record: CallRecord | None = None
+) -> dict[str, str]:
     """Headers that authenticate the gateway to the upstream for this principal.
 
     Never the agent's own key: static headers come from the catalog, OAuth tokens from the
@@ -359,11 +363,13 @@ async def _credential_headers(principal: GatewayPrincipal, server: ServerEntry) 
     now = time.monotonic()
     cached = _token_cache.get(key)
     if cached is not None and now - cached[0] < _TOKEN_CACHE_SECONDS:
+        if record is not None:
+            record.connection_id = cached[2]
         return {"Authorization": f"Bearer {cached[1]}"}
     from credentials.errors import ConsentRequired, CredentialError
 
     try:
-        token = await run_db(_access_token, principal.acting_for, server.provider)
+        credential = await run_db(_access_token, principal.acting_for, server.provider)
     except ConsentRequired as exc:
         raise GatewayProtocolError(
             errors.CONSENT_REQUIRED,
@@ -388,14 +394,16 @@ async def _credential_headers(principal: GatewayPrincipal, server: ServerEntry) 
         ) from exc
     if len(_token_cache) > 10_000:
         _token_cache.clear()
-    _token_cache[key] = (now, token)
-    return {"Authorization": f"Bearer {token}"}
+    _token_cache[key] = (now, credential.token, credential.connection_id)
+    if record is not None:
+        record.connection_id = credential.connection_id
+    return {"Authorization": f"Bearer {credential.token}"}
 
 
-def _access_token(user: Any, provider: Any) -> str:
-    from credentials.services import access_token_for
+def _access_token(user: Any, provider: Any) -> Any:
+    from credentials.services import access_credential_for
 
-    return access_token_for(user=user, provider=provider)
+    return access_credential_for(user=user, provider=provider)
 
 
 async def _report_drift(server: ServerEntry, tool: str, exc: errors.ToolDrift) -> None:
@@ -450,6 +458,12 @@ async def _audit(req: GatewayRequest, record: CallRecord, ctx: ServerRequestCont
         details["definition_hash"] = identity.definition_hash
     if record.message:
         details["message"] = record.message
+    if record.connection_id is not None:
+        provider = record.server.provider if record.server is not None else None
+        details["credential"] = {
+            "connection_id": record.connection_id,
+            "provider": getattr(provider, "slug", ""),
+        }
     if record.result_is_error:
         details["upstream_is_error"] = True
     allowed = (
