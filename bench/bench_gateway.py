@@ -378,7 +378,9 @@ def main() -> int:
         )
         return 2
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"}
+    # The gateway logs as in production: LOG_LEVEL INFO unless GATEWAY_LOG_LEVEL says otherwise.
+    log_level = os.environ.get("GATEWAY_LOG_LEVEL", "INFO")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": log_level}
     up_port, gw_port = _free_port(), _free_port()
     upstream = subprocess.Popen(
         [sys.executable, __file__, "--serve-upstream", str(up_port)], env=env

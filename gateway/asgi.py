@@ -298,5 +298,12 @@ def build_mcp_app() -> tuple[
 ]:
     """(ASGI app for /mcp/..., lifespan factory) for config/asgi.py's router."""
     global _endpoint
+    if not gateway_settings().log_upstream_requests:
+        # One INFO line per upstream HTTP request (httpx2) costs CPU on every call and repeats
+        # what the audit record holds; warnings and errors still get through.
+        for name in ("httpx2", "httpcore2"):
+            upstream_logger = logging.getLogger(name)
+            if upstream_logger.getEffectiveLevel() < logging.WARNING:
+                upstream_logger.setLevel(logging.WARNING)
     _endpoint = GatewayEndpoint(build_server())
     return _endpoint, _endpoint.lifespan

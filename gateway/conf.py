@@ -65,6 +65,9 @@ class GatewaySettings:
     # Threads doing database work (auth, audit, policy loads): bounds the DB connections a
     # replica opens.
     db_threads: int = 4
+    # httpx2 logs one INFO line per upstream request; off by default (one line per call, the
+    # tool.call audit record already says everything it would).
+    log_upstream_requests: bool = False
 
 
 @cache
@@ -86,4 +89,5 @@ def gateway_settings() -> GatewaySettings:
         breaker_failures=env_int("GATEWAY_BREAKER_FAILURES", 5),
         breaker_cooldown=env_float("GATEWAY_BREAKER_COOLDOWN", 30.0),
         db_threads=env_int("GATEWAY_DB_THREADS", 4),
+        log_upstream_requests=env_bool("GATEWAY_LOG_UPSTREAM_REQUESTS", default=False),
     )
