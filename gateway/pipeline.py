@@ -460,10 +460,11 @@ async def _audit(req: GatewayRequest, record: CallRecord, ctx: ServerRequestCont
         details["message"] = record.message
     if record.connection_id is not None:
         provider = record.server.provider if record.server is not None else None
-        details["credential"] = {
-            "connection_id": record.connection_id,
-            "provider": getattr(provider, "slug", ""),
-        }
+        # Not under a "credential" key: the audit redaction masks keys that look secret.
+        details["connection_id"] = record.connection_id
+        details["connection"] = (
+            f"{getattr(provider, 'slug', '')} connection #{record.connection_id}"
+        )
     if record.result_is_error:
         details["upstream_is_error"] = True
     allowed = (
