@@ -1,12 +1,17 @@
 """Demo step: the demo upstreams (tickets, chat) registered by the member, their tool
 definitions recorded and approved by the admin. Idempotent.
 
+The chat is reached with each user's own grant at the demo OAuth provider (auth_mode "oauth",
+registered by the credentials step): the agent acting for Maria posts with Maria's token. The
+tickets server needs no credential.
+
 When the demo servers are not running (e.g. `bootstrap_demo` before `python -m demo.servers`),
 the definitions are read in-process from `build_server()`: the same definitions the running
 server serves, so the pinned hashes match once it starts.
 """
 
 import logging
+from typing import Any
 
 import anyio
 from mcp import Client
@@ -14,7 +19,7 @@ from mcp import Client
 from catalog import services
 from catalog.definitions import from_mcp
 from catalog.errors import UpstreamError
-from catalog.models import Server, ServerStatus
+from catalog.models import AuthMode, Server, ServerStatus
 from catalog.upstream import ToolListing
 from demo.seed.context import DemoContext
 
@@ -38,6 +43,7 @@ DEMO_SERVERS = [
         "description": "The demo team chat (a Slack stand-in): channels, messages, posting.",
         "purpose": "Daily triage: post the summary to #triage.",
         "data_classification": "internal",
+        "oauth": True,
     },
 ]
 
@@ -60,11 +66,19 @@ def _in_process_listing(module: str) -> ToolListing:
     return anyio.run(fetch)
 
 
+def _auth(spec: dict, provider: Any) -> dict[str, Any]:
+    if spec.get("oauth") and provider is not None:
+        return {"auth_mode": AuthMode.OAUTH, "oauth_provider": provider}
+    return {"auth_mode": AuthMode.NONE, "oauth_provider": None}
+
+
 def seed(ctx: DemoContext) -> None:
     org, owner, approver = ctx.org, ctx.member or ctx.admin, ctx.admin
+    provider = ctx.objects.get("oauth_provider")
     registered = {}
     for spec in DEMO_SERVERS:
         server = Server.objects.for_org(org).filter(slug=spec["slug"]).first()
+        auth = _auth(spec, provider)
         if server is None:
             server = services.server_create(
                 org=org,
@@ -76,8 +90,12 @@ def seed(ctx: DemoContext) -> None:
                 purpose=spec["purpose"],
                 data_classification=spec["data_classification"],
                 tags=["demo"],
+                **auth,
             )
-        if server.status != ServerStatus.APPROVED:
+        elif spec.get("oauth") and provider is not None and server.oauth_provider_id is None:
+            # A demo seeded before the chat needed the member's grant: link it (re-reviewed below).
+            server = services.server_update(org=org, actor=owner, server=server, **auth)
+        if server.status != ServerStatus.APPROVED or server.connection_changed_since_approval:
             try:
                 version = services.server_fetch_tools(org=org, actor=owner, server=server)
             except UpstreamError as exc:

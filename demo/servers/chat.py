@@ -7,18 +7,21 @@ State lives in memory and is re-seeded on every start. Run alone over stdio with
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from demo.servers.common import (
     ADDITIVE,
     DESTRUCTIVE,
+    NO_CREDENTIAL,
     READ_ONLY,
     add_whoami_tool,
+    authorization_fingerprint,
     isoformat,
     utc_now,
 )
@@ -102,6 +105,8 @@ class ChatStore:
         self._next_id = 1
         # How many writes happened since seeding: lets test fixtures restart only a dirty server.
         self.changes = 0
+        # Fingerprint of the credential the last post came with (shown by /healthz).
+        self.last_post_credential = NO_CREDENTIAL
         for name, (topic, seed_messages) in _SEED.items():
             self._topics[name] = topic
             self._messages[name] = []
@@ -155,8 +160,12 @@ ChannelName = Annotated[
 ]
 
 
-def build_server(store: ChatStore | None = None) -> MCPServer:
-    """A chat server over `store` (default: a freshly seeded one of its own)."""
+def build_server(
+    store: ChatStore | None = None, identify: Callable[[str | None], str | None] | None = None
+) -> MCPServer:
+    """A chat server over `store` (default: a freshly seeded one of its own). `identify` maps
+    the request's Authorization header to the account it belongs to (the demo OAuth server's
+    grant): posts are then written as that person, as a real chat would show them."""
     store = store if store is not None else ChatStore()
     server = MCPServer(
         name="demo-chat",
@@ -187,9 +196,15 @@ def build_server(store: ChatStore | None = None) -> MCPServer:
     async def post_message(
         channel: ChannelName,
         text: Annotated[str, Field(description="Message text.", min_length=1, max_length=4000)],
+        ctx: Context,
     ) -> Message:
         """Post a message to a channel. Returns the posted message."""
-        return store.post(channel, text, author="agent")
+        headers = ctx.headers
+        authorization = headers.get("authorization") if headers else None
+        author = identify(authorization) if identify is not None else None
+        message = store.post(channel, text, author=author or "agent")
+        store.last_post_credential = authorization_fingerprint(authorization)
+        return message
 
     @server.tool(title="Delete channel", annotations=DESTRUCTIVE)
     async def delete_channel(channel: ChannelName) -> DeletedChannel:

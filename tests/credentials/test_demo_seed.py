@@ -7,12 +7,21 @@ from demo.seed import credentials as step
 from demo.seed.context import DemoContext
 
 
-def test_without_an_issuer_the_step_says_what_to_set(org_a, alice, monkeypatch):
+def test_without_an_issuer_the_builtin_demo_server_is_registered_even_when_down(
+    org_a, alice, monkeypatch, settings
+):
+    """No DEMO_OAUTH_ISSUER: the demo OAuth server of `python -m demo.servers` is the provider.
+    Not running (nothing listens there): registered from its known endpoints, nobody connected."""
     monkeypatch.delenv("DEMO_OAUTH_ISSUER", raising=False)
-    ctx = DemoContext(org=org_a, admin=alice)
+    settings.CREDENTIALS_ALLOW_PRIVATE_URLS = True
+    ctx = DemoContext(org=org_a, admin=alice, upstream_base_url="http://127.0.0.1:9")
     step.seed(ctx)
-    assert "DEMO_OAUTH_ISSUER" in ctx.summary["oauth_provider"]
-    assert not OAuthProvider.objects.exists()
+    provider = OAuthProvider.objects.get(organization=org_a, slug="demo-oauth")
+    assert provider.token_endpoint == "http://127.0.0.1:9/oauth/token"
+    assert provider.is_public_client and provider.issuer == ""
+    assert ctx.summary["connections"]["status"].startswith("not connected")
+    step.seed(DemoContext(org=org_a, admin=alice, upstream_base_url="http://127.0.0.1:9"))
+    assert OAuthProvider.objects.filter(organization=org_a).count() == 1
 
 
 @pytest.mark.e2e

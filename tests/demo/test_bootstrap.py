@@ -40,6 +40,14 @@ def test_bootstrap_seeds_a_working_demo_and_is_idempotent() -> None:
         ("chat", "approved"),
     }
     assert Policy.objects.for_org(org).filter(name="daily-triage").exists()
+    # The chat needs each user's own grant at the demo OAuth provider; with the demo servers
+    # not running, the provider is registered from its known endpoints and nobody is connected.
+    chat = Server.objects.for_org(org).get(slug="chat")
+    assert chat.auth_mode == "oauth" and chat.oauth_provider.slug == "demo-oauth"
+    assert Server.objects.for_org(org).get(slug="tickets").auth_mode == "none"
+    assert chat.oauth_provider.token_endpoint.endswith("/oauth/token")
+    assert first["connections"]["status"].startswith("not connected")
+    assert "Disconnect" in first["connections"]["how"]
 
     second = _bootstrap()
     assert Organization.objects.filter(slug="demo").count() == 1
@@ -55,3 +63,37 @@ def test_bootstrap_seeds_a_working_demo_and_is_idempotent() -> None:
         is not None
     )
     assert "unchanged" in second["admin"]["password"]
+
+
+@pytest.mark.e2e
+def test_bootstrap_with_the_demo_servers_running_connects_maria(
+    demo_upstream_secured, settings, caplog
+) -> None:
+    """The trial's first minute: the demo OAuth server is up, so Maria is connected through the
+    consent flow and the chat's tools were fetched with her own token (the chat refuses any
+    other request). A second run keeps her grant."""
+    from credentials import vault
+    from credentials.models import Connection, ConnectionStatus
+
+    settings.DEMO_UPSTREAM_URL = str(demo_upstream_secured)
+    settings.SITE_URL = "http://127.0.0.1:8000"
+    settings.CREDENTIALS_ALLOW_PRIVATE_URLS = True
+    settings.CATALOG_ALLOW_PRIVATE_NETWORKS = True
+    vault.clear_cache()
+    caplog.set_level("INFO", logger="demo.seed.catalog")
+    first = _bootstrap()
+    assert first["connections"]["status"] == "connected", first["connections"]
+    assert first["oauth_provider"]["issuer"] == demo_upstream_secured.oauth_issuer
+    connection = Connection.objects.get(user__email="maria@demo.test")
+    assert connection.status == ConnectionStatus.ACTIVE
+    assert connection.consent_scopes == "chat:read chat:write"
+    org = Organization.objects.get(slug="demo")
+    chat = Server.objects.for_org(org).get(slug="chat")
+    assert chat.status == "approved" and chat.approved_version.tools.count() == 5
+    # Fetched over HTTP with Maria's token, not from the in-process fallback.
+    assert "recording definitions in-process" not in caplog.text
+
+    second = _bootstrap()
+    assert second["connections"]["status"] == "connected"
+    assert Connection.objects.get(user__email="maria@demo.test").pk == connection.pk
+    vault.clear_cache()

@@ -25,6 +25,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from demo.servers.common import authorization_fingerprint
 from tests.peers.process import free_port
 
 pytestmark = pytest.mark.e2e
@@ -59,7 +60,23 @@ class Trial:
     output_path: Path
     var_dir: Path
     run_id: str
+    env: dict[str, str]
+    demo_port: int
     base_url: str = ""
+
+    def manage(self, *args: str) -> str:
+        """A manage.py command against this trial's database (its env, its VAR_DIR)."""
+        done = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "python"), "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
 
     def output(self) -> str:
         return self.output_path.read_text(errors="replace")
@@ -89,10 +106,11 @@ def trial(tmp_path: Path) -> Iterator[Trial]:
     run_id = uuid.uuid4().hex
     var_dir = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
+    demo_port = free_port()
     env.update(
         VAR_DIR=str(var_dir),
         PORT=str(free_port()),
-        DEMO_PORT=str(free_port()),
+        DEMO_PORT=str(demo_port),
         TRIAL_RUN_ID=run_id,  # inherited by every descendant: how we find leftovers
     )
     output_path = tmp_path / "trial-output.txt"
@@ -106,7 +124,14 @@ def trial(tmp_path: Path) -> Iterator[Trial]:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, as a terminal would give it
         )
-    trial = Trial(process=process, output_path=output_path, var_dir=var_dir, run_id=run_id)
+    trial = Trial(
+        process=process,
+        output_path=output_path,
+        var_dir=var_dir,
+        run_id=run_id,
+        env={**env, "DEMO_UPSTREAM_URL": f"http://127.0.0.1:{demo_port}"},
+        demo_port=demo_port,
+    )
     try:
         yield trial
     finally:
@@ -142,6 +167,17 @@ def sign_in(http: httpx2.Client, email: str, password: str) -> httpx2.Response:
     )
 
 
+# Run in the trial's own environment: the fingerprint of Maria's stored access token.
+MARIA_TOKEN_FINGERPRINT = """
+from credentials import services, vault
+from credentials.models import Connection
+from demo.servers.common import authorization_fingerprint
+c = Connection.objects.get(user__email="maria@demo.test", provider__slug="demo-oauth")
+token = vault.decrypt(org=c.organization_id, purpose=services.ACCESS_PURPOSE, row_uid=c.uid,
+                      blob=c.access_token_blob)
+print(authorization_fingerprint("Bearer " + token))
+"""
+
 DEMO_AGENT_TOOLS = [
     "chat.post_to_triage",
     "tickets.get_ticket",
@@ -156,6 +192,7 @@ async def daily_triage_story(mcp_url: str, key: str, mode: str) -> dict[str, obj
     async with Client(streamable_http_client(mcp_url, http_client=http), mode=mode) as client:
         tools = sorted(tool.name for tool in (await client.list_tools()).tools)
         listed = await client.call_tool("tickets.list_tickets", {})
+        posted = await client.call_tool("chat.post_to_triage", {"text": f"Triage ({mode})"})
         try:
             await client.call_tool("tickets.delete_ticket", {"ticket_id": "TCK-101"})
         except MCPError as exc:
@@ -164,6 +201,7 @@ async def daily_triage_story(mcp_url: str, key: str, mode: str) -> dict[str, obj
             denied_code, denied_message = None, "the delete was not refused"
     return {
         "tools": tools,
+        "posted": posted,
         "list_error": listed.is_error,
         "list_text": " ".join(getattr(block, "text", "") for block in listed.content),
         "denied_code": denied_code,
@@ -213,6 +251,28 @@ def test_trial_command_serves_the_demo_and_stops_cleanly(trial: Trial) -> None:
             assert story["denied_code"] == -32010 and "daily-triage" in story["denied_message"], (
                 story
             )
+            # The chat needs Maria's own grant at the demo OAuth server: the post goes out as
+            # her (bootstrap connected her through the consent flow), not as the agent key.
+            posted = story["posted"]
+            assert not posted.is_error, posted.content
+            assert posted.structured_content["author"] == "maria@demo.test", posted
+            assert posted.structured_content["channel"] == "daily-triage"
+
+        # The chat server saw Maria's access token (its fingerprint), never the agent key.
+        assert "Chat grant  maria@demo.test at Demo OAuth: connected" in trial.output()
+        demo_url = f"http://127.0.0.1:{trial.demo_port}"
+        seen = httpx2.get(f"{demo_url}/healthz", timeout=10).json()["chat_last_post_credential"]
+        maria = trial.manage("shell", "-c", MARIA_TOKEN_FINGERPRINT).strip().splitlines()[-1]
+        assert maria.startswith("sha256:") and seen == maria
+        assert seen != authorization_fingerprint(f"Bearer {summary['key']}")
+        # Presented directly, the agent key is no chat credential at all.
+        direct = httpx2.post(
+            f"{demo_url}/chat/mcp",
+            headers={"Authorization": f"Bearer {summary['key']}"},
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            timeout=10,
+        )
+        assert direct.status_code == 401
 
         # Every one of those calls is in the audit trail the admin sees.
         audit = http.get("/o/demo/audit/", params={"action": "tool.call"})

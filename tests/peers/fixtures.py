@@ -6,7 +6,10 @@ Peers start once per session where that is safe and reset per test where state m
 - `everything_stdio`: `StdioCommand` (command, args; `.params()`) for server-everything.
 - `demo_upstream`: base URL (a str) of `python -m demo.servers`; `.tickets_url`,
   `.chat_url`, `.restart()`. Each test gets freshly seeded data: the session's server is
-  restarted before a test only if an earlier test wrote to it.
+  restarted before a test only if an earlier test wrote to it. Its chat is open
+  (`--chat-auth none`), for tests of the tools themselves.
+- `demo_upstream_secured`: the same as the trial runs it: the chat needs an access token of
+  the demo OAuth server at `.oauth_issuer` (started per test: its tokens live in memory).
 - `fault_server`: `FaultServer` (`.url`, `.set_tools(...)`, `.reset_tools()`, `.restart()`,
   `.stdio()`); each test starts with the default tools and a live process.
 - `oidc_provider`: `OidcProvider` in auto-approve mode with the default redirect URI (session).
@@ -49,7 +52,14 @@ def everything_stdio(node_modules: None) -> StdioCommand:
 
 @pytest.fixture(scope="session")
 def _demo_upstream_session() -> Iterator[DemoUpstream]:
-    upstream = start_demo_upstream()
+    upstream = start_demo_upstream(chat_auth="none")
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture
+def demo_upstream_secured() -> Iterator[DemoUpstream]:
+    upstream = start_demo_upstream(chat_auth="oauth", extra_args=["--oauth-access-token-ttl", "2"])
     yield upstream
     upstream.stop()
 

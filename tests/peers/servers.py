@@ -26,16 +26,23 @@ def _python_env() -> dict[str, str]:
 
 class DemoUpstream(str):
     """The base URL of a running `python -m demo.servers` (this object *is* that string),
-    with `/tickets/mcp` and `/chat/mcp` beneath it."""
+    with `/tickets/mcp` and `/chat/mcp` beneath it and the demo OAuth server at `/oauth`.
+    `chat_auth` is "oauth" (the chat needs a token of that server, as in the trial) or "none"."""
 
     process: ChildProcess
     port: int
+    chat_auth: str
 
-    def __new__(cls, process: ChildProcess, port: int) -> DemoUpstream:
+    def __new__(cls, process: ChildProcess, port: int, chat_auth: str = "oauth") -> DemoUpstream:
         self = super().__new__(cls, f"http://127.0.0.1:{port}")
         self.process = process
         self.port = port
+        self.chat_auth = chat_auth
         return self
+
+    @property
+    def oauth_issuer(self) -> str:
+        return f"{self}/oauth"
 
     @property
     def base_url(self) -> str:
@@ -60,7 +67,7 @@ class DemoUpstream(str):
     def restart(self) -> None:
         """Restart on the same port: the in-memory tickets and messages are seeded afresh."""
         self.process.stop()
-        self.process = _launch_demo(self.port)
+        self.process = _launch_demo(self.port, chat_auth=self.chat_auth)
 
     def ensure_pristine(self) -> None:
         """Restart if it is down or any write happened since it started (about a second)."""
@@ -71,9 +78,22 @@ class DemoUpstream(str):
         self.process.stop()
 
 
-def _launch_demo(port: int, timeout: float = 20.0) -> ChildProcess:
+def _launch_demo(
+    port: int, timeout: float = 20.0, *, chat_auth: str = "oauth", extra_args: Sequence[str] = ()
+) -> ChildProcess:
     child = ChildProcess(
-        [sys.executable, "-m", "demo.servers", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "demo.servers",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--chat-auth",
+            chat_auth,
+            *extra_args,
+        ],
         env=_python_env(),
         cwd=REPO_ROOT,
         name="demo-servers",
@@ -82,9 +102,14 @@ def _launch_demo(port: int, timeout: float = 20.0) -> ChildProcess:
     return child
 
 
-def start_demo_upstream() -> DemoUpstream:
-    process, port = start_on_free_port(_launch_demo)
-    return DemoUpstream(process, port)
+def start_demo_upstream(
+    *, chat_auth: str = "oauth", extra_args: Sequence[str] = ()
+) -> DemoUpstream:
+    """`chat_auth="none"` serves an open chat (tests of the chat tools themselves)."""
+    process, port = start_on_free_port(
+        lambda p: _launch_demo(p, chat_auth=chat_auth, extra_args=extra_args)
+    )
+    return DemoUpstream(process, port, chat_auth)
 
 
 def demo_stdio(name: str) -> StdioCommand:
