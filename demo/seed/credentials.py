@@ -27,7 +27,7 @@ import httpx2
 from django.conf import settings
 
 from config.env import env_str
-from credentials import services
+from credentials import oauth, services, vault
 from credentials.models import Connection, ConnectionStatus, OAuthProvider, TokenAuthMethod
 from demo.seed.context import DemoContext
 from tenants.errors import DomainError
@@ -97,6 +97,26 @@ def connect_member(*, provider: OAuthProvider, user: Any, account: str) -> Conne
     return connection
 
 
+def _grant_alive(provider: OAuthProvider, connection: Connection) -> bool:
+    """Does the demo server still know this grant? It keeps grants in memory, so a restart of
+    the demo servers (a new trial run) forgets them while our database still holds them."""
+    purpose, blob = services.REFRESH_PURPOSE, connection.refresh_token_blob
+    if not blob:
+        purpose, blob = services.ACCESS_PURPOSE, connection.access_token_blob
+    try:
+        token = vault.decrypt(
+            org=connection.organization_id, purpose=purpose, row_uid=connection.uid, blob=blob
+        )
+        info = oauth.introspect(
+            endpoints=services.provider_endpoints(provider),
+            client=services.provider_client(provider),
+            token=token,
+        )
+    except DomainError:
+        return False
+    return info.get("active") is True
+
+
 def _reachable(issuer: str) -> bool:
     parts = urllib.parse.urlsplit(issuer)
     url = f"{parts.scheme}://{parts.netloc}/.well-known/oauth-authorization-server{parts.path}"
@@ -163,9 +183,13 @@ def seed(ctx: DemoContext) -> None:
     member = ctx.member
     connection = Connection.objects.filter(user=member, provider=provider).first()
     state = "not connected"
-    if connection is not None and connection.status == ConnectionStatus.ACTIVE:
+    alive = connection is not None and connection.status == ConnectionStatus.ACTIVE
+    if alive and builtin and reachable:
+        alive = _grant_alive(provider, connection)
+    if alive:
         state = "connected"
     elif builtin and reachable and member is not None:
+        # Not connected, or a grant the (restarted) demo server no longer knows: consent again.
         try:
             connect_member(provider=provider, user=member, account=member.email)
             state = "connected"

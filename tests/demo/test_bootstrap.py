@@ -72,7 +72,10 @@ def test_bootstrap_with_the_demo_servers_running_connects_maria(
     """The trial's first minute: the demo OAuth server is up, so Maria is connected through the
     consent flow and the chat's tools were fetched with her own token (the chat refuses any
     other request). A second run keeps her grant."""
-    from credentials import vault
+    import httpx2
+
+    from audit.models import AuditEvent
+    from credentials import services, vault
     from credentials.models import Connection, ConnectionStatus
 
     settings.DEMO_UPSTREAM_URL = str(demo_upstream_secured)
@@ -96,4 +99,19 @@ def test_bootstrap_with_the_demo_servers_running_connects_maria(
     second = _bootstrap()
     assert second["connections"]["status"] == "connected"
     assert Connection.objects.get(user__email="maria@demo.test").pk == connection.pk
+    assert not AuditEvent.objects.filter(action="connection.reconnected").exists()
+
+    # A new trial run restarts the demo servers, which forget every grant: consent again.
+    demo_upstream_secured.restart()
+    third = _bootstrap()
+    assert third["connections"]["status"] == "connected"
+    assert AuditEvent.objects.filter(action="connection.reconnected").count() == 1
+    provider = Connection.objects.get(user__email="maria@demo.test").provider
+    token = services.access_token_for(user=connection.user, provider=provider)
+    with httpx2.Client(timeout=10) as http:
+        info = http.post(
+            f"{demo_upstream_secured.oauth_issuer}/introspect",
+            data={"token": token, "client_id": provider.client_id},
+        ).json()
+    assert info["active"] is True and info["sub"] == "maria@demo.test"
     vault.clear_cache()
