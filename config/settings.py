@@ -381,8 +381,6 @@ AUDIT_ROLLUP_BATCH_SIZE = env_int("AUDIT_ROLLUP_BATCH_SIZE", 10_000)
 # /metrics (Prometheus) answers 404 unless a bearer token is configured.
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 METRICS_MAX_SERIES = env_int("METRICS_MAX_SERIES", 200)
-# OpenTelemetry tracing of the gateway pipeline: not implemented yet (off by default).
-OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT")
 CELERY_BEAT_SCHEDULE["audit-seal"] = {
     "task": "audit.tasks.audit_seal_task",
     "schedule": float(AUDIT_SEAL_INTERVAL_SECONDS),
@@ -395,3 +393,14 @@ CELERY_BEAT_SCHEDULE["audit-purge"] = {
     "task": "audit.tasks.audit_purge_task",
     "schedule": float(AUDIT_PURGE_INTERVAL_SECONDS),
 }
+
+# --- Tracing ----------------------------------------------------------------------------------
+# OpenTelemetry tracing of the gateway pipeline (gateway/tracing.py, docs/gateway.md "Tracing"):
+# off unless an OTLP/HTTP endpoint is set. The base endpoint gets /v1/traces appended; the traces
+# endpoint is used as given. The exporter also reads OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, etc.
+OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT")
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "mcp-gateway")
+# Send the trace context (W3C traceparent in params._meta) to upstream MCP servers: they are third
+# parties, so only when the operator says so.
+GATEWAY_TRACE_PROPAGATE_UPSTREAM = env_bool("GATEWAY_TRACE_PROPAGATE_UPSTREAM", default=False)

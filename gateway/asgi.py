@@ -29,7 +29,7 @@ from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
 from audit.context import RequestContext, new_request_id, reset_context, set_context
-from gateway import pipeline
+from gateway import pipeline, tracing
 from gateway.audit_writer import audit_writer
 from gateway.auth import AuthFailure, authenticate
 from gateway.conf import gateway_settings
@@ -103,7 +103,7 @@ class GatewayEndpoint:
     async def lifespan(self) -> AsyncIterator[None]:
         manager = self.new_manager()
         try:
-            async with pool.run(), manager.run():
+            async with tracing.lifespan(), pool.run(), manager.run():
                 yield
         finally:
             from gateway.db import shutdown

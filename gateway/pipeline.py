@@ -45,7 +45,7 @@ from mcp_types import (
     ToolAnnotations,
 )
 
-from gateway import errors
+from gateway import errors, tracing
 from gateway.audit_writer import audit_writer
 from gateway.auth import GatewayPrincipal
 from gateway.breaker import breakers
@@ -122,6 +122,7 @@ def _as_mcp_tool(visible: VisibleTool, view: OrgView) -> Tool:
     return tool
 
 
+@tracing.traced_request("tools/list", gateway_request)
 async def list_tools(
     ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
 ) -> ListToolsResult:
@@ -161,6 +162,7 @@ class CallRecord:
     connection_id: int | None = None
 
 
+@tracing.traced_request("tools/call", gateway_request)
 async def call_tool(
     ctx: ServerRequestContext[Any], params: CallToolRequestParams
 ) -> CallToolResult:
@@ -180,7 +182,8 @@ async def call_tool(
         record.outcome = "denied" if exc.error_class == "validation" else "failure"
         record.error_class, record.message = exc.error_class, exc.message
         result = CallToolResult(content=[TextContent(type="text", text=exc.message)], is_error=True)
-    await _audit(req, record, ctx)
+    with tracing.step("audit"):
+        await _audit(req, record, ctx)
     if protocol_error is not None:
         raise MCPError(protocol_error.code, protocol_error.message, protocol_error.data)
     assert result is not None
@@ -196,22 +199,24 @@ async def _call(
     arguments = params.arguments or {}
 
     # 3 authorize
-    decision = view.compiled.decide(principal, name, arguments, toolset=req.toolset)
-    record.decision = decision
-    if not decision.allowed:
-        _refuse(name, decision)
-    visible = view.visible(principal, req.toolset).get(name)
-    if visible is None:  # allowed but not listed: treat as unknown rather than guess
-        raise GatewayProtocolError(
-            errors.UNKNOWN_TOOL, f"Unknown tool: {name}", error_class="validation"
-        )
-    pinned = {pin.argument for pin in decision.pins}
-    _validate_arguments(visible, {k: v for k, v in arguments.items() if k not in pinned})
+    with tracing.step("authorize"):
+        decision = view.compiled.decide(principal, name, arguments, toolset=req.toolset)
+        record.decision = decision
+        if not decision.allowed:
+            _refuse(name, decision)
+        visible = view.visible(principal, req.toolset).get(name)
+        if visible is None:  # allowed but not listed: treat as unknown rather than guess
+            raise GatewayProtocolError(
+                errors.UNKNOWN_TOOL, f"Unknown tool: {name}", error_class="validation"
+            )
+        pinned = {pin.argument for pin in decision.pins}
+        _validate_arguments(visible, {k: v for k, v in arguments.items() if k not in pinned})
     identity = decision.tool
     assert identity is not None
 
     # 4 limit
-    limited = await check_and_consume(decision.limits)
+    with tracing.step("limit"):
+        limited = await check_and_consume(decision.limits)
     if limited is not None:
         raise GatewayProtocolError(
             errors.RATE_LIMITED,
@@ -234,7 +239,8 @@ async def _call(
             "ask an administrator to check it.",
             error_class="upstream",
         )
-    headers = await _credential_headers(req.principal, server, record)
+    with tracing.step("credential", auth_mode=server.auth_mode):
+        headers = await _credential_headers(req.principal, server, record)
 
     # 6 call upstream
     breaker_key = server.upstream.key
@@ -243,14 +249,15 @@ async def _call(
     retry = bool(annotations.get("readOnlyHint") or annotations.get("idempotentHint"))
     upstream_started = time.perf_counter()
     try:
-        result = await pool.call_tool(
-            server.upstream,
-            headers,
-            identity.name,
-            decision.effective_arguments,
-            retry_connection_failure=retry,
-            expected_hash=identity.definition_hash,
-        )
+        with tracing.step("upstream", server=server.slug, tool=identity.name):
+            result = await pool.call_tool(
+                server.upstream,
+                headers,
+                identity.name,
+                decision.effective_arguments,
+                retry_connection_failure=retry,
+                expected_hash=identity.definition_hash,
+            )
     except (UpstreamUnavailable, UpstreamTimeout):
         record.upstream_ms = (time.perf_counter() - upstream_started) * 1000
         await breakers.record_failure(breaker_key)
@@ -263,9 +270,10 @@ async def _call(
     await breakers.record_success(breaker_key)
 
     # 7 filter
-    if decision.redaction.results:
-        result = redact_result(result, decision.redaction.results)
-    size = len(result.model_dump_json(by_alias=True, exclude_none=True))
+    with tracing.step("filter"):
+        if decision.redaction.results:
+            result = redact_result(result, decision.redaction.results)
+        size = len(result.model_dump_json(by_alias=True, exclude_none=True))
     if size > gateway_settings().max_result_bytes:
         raise ToolFailure(
             f"The result of '{name}' is {size} bytes, over the gateway's limit of "
@@ -476,6 +484,7 @@ async def _audit(req: GatewayRequest, record: CallRecord, ctx: ServerRequestCont
             "rate_limit",
         )
     )
+    tracing.call_outcome(record, allowed)
     principal = req.principal
     try:
         from audit.services import build_event
