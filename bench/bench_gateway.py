@@ -29,6 +29,10 @@ through the catalog services, applies a policy allowing `bench.echo`, issues an 
 `--profile out.svg` additionally runs py-spy on the gateway for a c=8 phase after the
 measurements (so the sampler does not skew them); `.txt` gives collapsed stacks instead;
 `--profile-gil` samples only the thread holding the GIL (CPU rather than waiting).
+
+`GATEWAY_LEAN_UPSTREAM=false` in the environment makes the gateway send every upstream call
+through the SDK client instead of the lean path (an A/B of gateway.lean); the JSON report
+records which (`lean_upstream`).
 """
 
 from __future__ import annotations
@@ -413,6 +417,8 @@ def main() -> int:
             )
         )
         report["run_seconds"] = round(time.monotonic() - started, 1)
+        # Which upstream path the gateway used (gateway.lean; false: the SDK client for all).
+        report["lean_upstream"] = env.get("GATEWAY_LEAN_UPSTREAM", "true")
     finally:
         for proc in procs:
             proc.terminate()
