@@ -11,6 +11,7 @@ from tests.factories import OrganizationFactory, UserFactory
 class ServerFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Server
+        skip_postgeneration_save = True  # `approved` saves what it changes itself
 
     organization = factory.SubFactory(OrganizationFactory)
     name = factory.Sequence(lambda n: f"Server {n}")
