@@ -7,7 +7,7 @@ so a change and its audit row commit or roll back together.
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import models, transaction
+from django.db import connections, models, router, transaction
 
 from audit.context import current
 from audit.models import AuditEvent, Outcome
@@ -109,12 +109,63 @@ def record(
 
 
 def save_events(events: Sequence[AuditEvent]) -> None:
-    """Insert events built by `build_event` in one transaction: all of them or none."""
+    """Insert events built by `build_event` in one transaction: all of them or none.
+
+    One multi-row `INSERT ... VALUES (...), (...) RETURNING id` on the current thread's
+    connection, without the ORM's per-row save machinery: the same columns, each value prepared
+    by its model field exactly as `Model.save` prepares it (redaction already happened in
+    `build_event`). In autocommit one statement is its own transaction (one round trip, no
+    BEGIN/COMMIT); several statements (a batch over the database's parameter limit) or an outer
+    transaction go through `transaction.atomic()`. The events get their ids and cannot be saved
+    again."""
     for event in events:
         if event.pk is not None or not event._state.adding:
             raise RuntimeError("Audit events are append-only and cannot be changed.")
-    if len(events) == 1 and transaction.get_autocommit():
-        events[0].save(force_insert=True)  # one INSERT is its own transaction: one round trip
+    if not events:
         return
-    with transaction.atomic():
-        AuditEvent.objects.bulk_create(events)
+    connection = connections[router.db_for_write(AuditEvent)]
+    fields = _insert_fields()
+    per_statement = max(1, _max_params(connection) // len(fields))
+    chunks = [events[i : i + per_statement] for i in range(0, len(events), per_statement)]
+    if len(chunks) == 1 and connection.get_autocommit():
+        ids = _insert(connection, fields, chunks[0])
+    else:
+        with transaction.atomic(using=connection.alias):
+            ids = [pk for chunk in chunks for pk in _insert(connection, fields, chunk)]
+    for event, pk in zip(events, ids, strict=True):
+        event.pk = pk
+        event._state.adding = False
+        event._state.db = connection.alias
+
+
+def _insert_fields() -> list[models.Field]:
+    return [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
+
+
+def _max_params(connection: Any) -> int:
+    limit = connection.features.max_query_params
+    return int(limit) if limit else 65_535
+
+
+_insert_sql: dict[tuple[str, int], str] = {}
+
+
+def _insert(connection: Any, fields: list[models.Field], events: Sequence[AuditEvent]) -> list[int]:
+    key = (connection.alias, len(events))
+    sql = _insert_sql.get(key)
+    if sql is None:
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(f.column) for f in fields)
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        # Identifiers come from the model's metadata only; every value is a bound parameter.
+        table, pk = quote(AuditEvent._meta.db_table), quote(AuditEvent._meta.pk.column)
+        values = ", ".join([row] * len(events))
+        sql = f"INSERT INTO {table} ({columns}) VALUES {values} RETURNING {pk}"  # noqa: S608
+        if len(_insert_sql) < 1024:
+            _insert_sql[key] = sql
+    params: list[Any] = []
+    for event in events:
+        params.extend(f.get_db_prep_save(f.pre_save(event, True), connection) for f in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]

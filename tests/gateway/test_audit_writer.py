@@ -125,6 +125,86 @@ def test_a_cancelled_caller_does_not_cancel_its_record(org_a):
     assert _committed_ns() == {7, 8}
 
 
+def _columns(event: AuditEvent) -> dict:
+    return {
+        f.attname: getattr(event, f.attname)
+        for f in AuditEvent._meta.concrete_fields
+        if not f.primary_key
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_ormless_insert_stores_what_the_orm_stores(org_a):
+    """save_events (one raw multi-row INSERT) writes every column exactly as Model.save does:
+    same values read back, redaction applied, ids in order, events no longer saveable."""
+    from audit.context import RequestContext, reset_context, set_context
+
+    token = set_context(RequestContext(request_id="req-12345678", source_ip="10.1.2.3"))
+    try:
+
+        def build(n: int):
+            return audit_services.build_event(
+                org=org_a,
+                action="tool.call",
+                outcome="denied",
+                details={"n": n, "text": 'é ü 日本 "q"', "api_key": "x", "nested": [1, None]},
+                server="srv",
+                tool="t" * 200,
+                decision="deny",
+                error_class="policy",
+                latency_ms=1.25,
+                upstream_latency_ms=None,
+            )
+
+        via_orm = build(0)
+        via_orm.save(force_insert=True)
+        batch = [build(1), build(2), build(3)]
+        audit_services.save_events(batch)
+        lone = [build(4)]
+        audit_services.save_events(lone)
+    finally:
+        reset_context(token)
+    assert [e.pk for e in batch] == sorted(e.pk for e in batch)
+    assert batch[0].pk > via_orm.pk and lone[0].pk > batch[-1].pk
+    expected = _columns(AuditEvent.objects.get(pk=via_orm.pk))
+    for event in [*batch, *lone]:
+        stored = _columns(AuditEvent.objects.get(pk=event.pk))
+        assert stored["details"].pop("n") == event.details["n"]
+        assert stored.pop("occurred_at") is not None
+        want = {**expected, "details": {k: v for k, v in expected["details"].items() if k != "n"}}
+        want.pop("occurred_at")
+        assert stored == want
+    assert expected["details"]["api_key"] == "[redacted]"
+    assert expected["source_ip"] == "10.1.2.3" and expected["request_id"] == "req-12345678"
+    with pytest.raises(RuntimeError):
+        audit_services.save_events(batch)  # append-only: saved events cannot be saved again
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_row_postgres_refuses_fails_only_its_own_call(org_a):
+    """No monkeypatch: PostgreSQL itself refuses a NUL character in a jsonb string (DataError);
+    the batch is retried row by row and only that call fails."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite stores a NUL character")
+
+    async def scenario():
+        writes = [audit_writer.write(_event(org_a, n)) for n in range(3)]
+        writes.insert(1, audit_writer.write(_event(org_a, 99, text="nul \u0000 here")))
+        return await asyncio.gather(*writes, return_exceptions=True)
+
+    results = asyncio.run(scenario())
+    assert [type(r).__name__ for r in results] == [
+        "NoneType",
+        "AuditWriteFailed",
+        "NoneType",
+        "NoneType",
+    ]
+    assert _committed_ns() == {0, 1, 2}
+
+
 # --------------------------------------------------------------------------- end to end
 
 
