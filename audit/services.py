@@ -125,7 +125,7 @@ def save_events(events: Sequence[AuditEvent]) -> None:
         return
     connection = connections[router.db_for_write(AuditEvent)]
     fields = _insert_fields()
-    per_statement = max(1, _max_params(connection) // len(fields))
+    per_statement = _rows_per_statement(connection, fields)
     chunks = [events[i : i + per_statement] for i in range(0, len(events), per_statement)]
     if len(chunks) == 1 and connection.get_autocommit():
         ids = _insert(connection, fields, chunks[0])
@@ -142,27 +142,41 @@ def _insert_fields() -> list[models.Field]:
     return [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
 
 
-def _max_params(connection: Any) -> int:
+_PARSE_CACHED_BYTES = 4096  # psycopg re-parses longer statements on every execute
+
+
+def _rows_per_statement(connection: Any, fields: list[models.Field]) -> int:
+    """Rows per INSERT: within the database's parameter limit, and short enough for psycopg's
+    parse cache (a batch of ~55 rows; a bigger one is several statements in one transaction)."""
     limit = connection.features.max_query_params
-    return int(limit) if limit else 65_535
+    by_params = max(1, (int(limit) if limit else 65_535) // len(fields))
+    one, two = len(_sql(connection, fields, 1)), len(_sql(connection, fields, 2))
+    by_length = max(1, 1 + (_PARSE_CACHED_BYTES - one) // (two - one))
+    return min(by_params, by_length)
 
 
 _insert_sql: dict[tuple[str, int], str] = {}
 
 
-def _insert(connection: Any, fields: list[models.Field], events: Sequence[AuditEvent]) -> list[int]:
-    key = (connection.alias, len(events))
+def _sql(connection: Any, fields: list[models.Field], rows: int) -> str:
+    key = (connection.alias, rows)
     sql = _insert_sql.get(key)
     if sql is None:
         quote = connection.ops.quote_name
-        columns = ", ".join(quote(f.column) for f in fields)
-        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        # Compact text (no spaces): more rows fit under psycopg's parse cache limit.
+        columns = ",".join(quote(f.column) for f in fields)
+        row = "(" + ",".join(["%s"] * len(fields)) + ")"
         # Identifiers come from the model's metadata only; every value is a bound parameter.
         table, pk = quote(AuditEvent._meta.db_table), quote(AuditEvent._meta.pk.column)
-        values = ", ".join([row] * len(events))
+        values = ",".join([row] * rows)
         sql = f"INSERT INTO {table} ({columns}) VALUES {values} RETURNING {pk}"  # noqa: S608
         if len(_insert_sql) < 1024:
             _insert_sql[key] = sql
+    return sql
+
+
+def _insert(connection: Any, fields: list[models.Field], events: Sequence[AuditEvent]) -> list[int]:
+    sql = _sql(connection, fields, len(events))
     params: list[Any] = []
     for event in events:
         params.extend(f.get_db_prep_save(f.pre_save(event, True), connection) for f in fields)

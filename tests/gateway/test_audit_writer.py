@@ -180,6 +180,35 @@ def test_the_ormless_insert_stores_what_the_orm_stores(org_a):
         audit_services.save_events(batch)  # append-only: saved events cannot be saved again
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_longer_than_one_statement_is_still_one_transaction(org_a, monkeypatch):
+    """A batch over the rows of one INSERT is several statements in one transaction: all rows
+    in order, or (one statement failing) none of them."""
+    from django.db import connection
+
+    per_statement = audit_services._rows_per_statement(connection, audit_services._insert_fields())
+    assert 8 <= per_statement < 130
+    events = [_event(org_a, n) for n in range(130)]
+    audit_services.save_events(events)
+    assert _committed_ns() == set(range(130))
+    assert [e.pk for e in events] == sorted(e.pk for e in events)
+
+    real_insert = audit_services._insert
+    calls = []
+
+    def fail_second(conn, fields, chunk):
+        calls.append(len(chunk))
+        if len(calls) == 2:
+            raise DataError("refused")
+        return real_insert(conn, fields, chunk)
+
+    monkeypatch.setattr(audit_services, "_insert", fail_second)
+    with pytest.raises(DataError):
+        audit_services.save_events([_event(org_a, n) for n in range(200, 330)])
+    assert len(calls) == 2
+    assert _committed_ns() == set(range(130))  # the first statement was rolled back too
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_row_postgres_refuses_fails_only_its_own_call(org_a):
