@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from django.utils import timezone
 
 from gateway.conf import gateway_settings
-from gateway.db import run_db
+from gateway.db import SingleFlight, run_db
 from policies.types import Principal
 
 REALM = "mcp-gateway"
@@ -103,6 +103,9 @@ class AgentKeyAuthenticator:
 
     def __init__(self) -> None:
         self._cache: dict[str, tuple[float, GatewayPrincipal | None]] = {}
+        # Requests with the same key arriving while it is looked up share the lookup.
+        self._lookups = SingleFlight()
+        self._generation = 0
 
     def handles(self, token: str) -> bool:
         from tenants import secrets
@@ -110,7 +113,19 @@ class AgentKeyAuthenticator:
         return token.startswith(f"{secrets.AGENT_KEY_KIND}_")
 
     def forget_all(self) -> None:
+        self._generation += 1
+        self._lookups.forget()
         self._cache.clear()
+
+    async def _lookup(self, token: str, digest: str) -> GatewayPrincipal | None:
+        now = time.monotonic()  # before the read: the entry never outlives the bound
+        generation = self._generation
+        principal = await run_db(_lookup_key, token)
+        if generation == self._generation:  # not forgotten meanwhile
+            if len(self._cache) >= _MAX_CACHED_KEYS:
+                self._cache.clear()  # a cache, not a store
+            self._cache[digest] = (now, principal)
+        return principal
 
     async def authenticate(self, token: str, *, org_slug: str) -> GatewayPrincipal:
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
@@ -119,10 +134,7 @@ class AgentKeyAuthenticator:
         if cached is not None and now - cached[0] < gateway_settings().key_cache_seconds:
             principal = cached[1]
         else:
-            principal = await run_db(_lookup_key, token)
-            if len(self._cache) >= _MAX_CACHED_KEYS:
-                self._cache.clear()  # a cache, not a store
-            self._cache[digest] = (now, principal)
+            principal = await self._lookups.run(digest, lambda: self._lookup(token, digest))
         if principal is None:
             raise AuthFailure(
                 "The agent key is unknown, expired or revoked, or its agent is disabled."

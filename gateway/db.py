@@ -18,9 +18,9 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from django.db import close_old_connections
 
@@ -86,6 +86,40 @@ async def run_writer[**P, T](fn: Callable[P, T], *args: P.args, **kwargs: P.kwar
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
     return await loop.run_in_executor(_writer_pool(), lambda: _run(ctx, fn, *args, **kwargs))
+
+
+class SingleFlight:
+    """Concurrent callers asking for the same key on one event loop share one execution.
+
+    When a cache entry (an agent key, an organization's policy version) expires under load,
+    every request in flight would otherwise make the same database round trip, each with a
+    thread hop. The first caller starts the work as a task; the others await the same task
+    (shielded: a cancelled caller does not cancel it for the rest). `forget` makes later
+    callers start afresh (what an in-flight task returns still reaches its own waiters)."""
+
+    def __init__(self) -> None:
+        self._inflight: dict[tuple[int, Hashable], asyncio.Task[Any]] = {}
+
+    async def run(self, key: Hashable, work: Callable[[], Awaitable[T]]) -> T:
+        loop = asyncio.get_running_loop()
+        slot = (id(loop), key)
+        task = self._inflight.get(slot)
+        if task is None or task.done() or task.get_loop() is not loop:
+            task = loop.create_task(work())  # type: ignore[arg-type]
+            self._inflight[slot] = task
+            task.add_done_callback(lambda done: self._done(slot, done))
+        return await asyncio.shield(task)
+
+    def _done(self, slot: tuple[int, Hashable], task: asyncio.Task[Any]) -> None:
+        if self._inflight.get(slot) is task:
+            del self._inflight[slot]
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter may have gone
+
+    def forget(self, key: Hashable | None = None) -> None:
+        for slot in list(self._inflight):
+            if key is None or slot[1] == key:
+                self._inflight.pop(slot, None)
 
 
 def shutdown() -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.conf import gateway_settings
-from gateway.db import run_db
+from gateway.db import SingleFlight, run_db
 from gateway.pool import UpstreamConfig
 from policies.engine import CompiledPolicy, VisibleTool
 from policies.types import Principal
@@ -87,24 +87,39 @@ def _read_version(org_id: int) -> int:
 class Directory:
     def __init__(self) -> None:
         self._views: dict[int, tuple[float, OrgView]] = {}
+        # Requests arriving while the version is re-read share that read (one DB thread hop
+        # per organization and check interval, not one per request in flight).
+        self._refresh = SingleFlight()
+        self._generation = 0
 
     def forget(self, org_id: int | None = None) -> None:
+        self._generation += 1
+        self._refresh.forget(org_id)
         if org_id is None:
             self._views.clear()
         else:
             self._views.pop(org_id, None)
 
     async def org_view(self, org_id: int) -> OrgView:
-        now = time.monotonic()
         cached = self._views.get(org_id)
-        if cached is not None and now - cached[0] < gateway_settings().policy_check_seconds:
+        if (
+            cached is not None
+            and time.monotonic() - cached[0] < gateway_settings().policy_check_seconds
+        ):
             return cached[1]
+        return await self._refresh.run(org_id, lambda: self._load(org_id))
+
+    async def _load(self, org_id: int) -> OrgView:
+        now = time.monotonic()  # before the read: the entry never outlives the bound
+        generation = self._generation
+        cached = self._views.get(org_id)
         version = await run_db(_read_version, org_id)
         if cached is not None and cached[1].version == version:
-            self._views[org_id] = (now, cached[1])
-            return cached[1]
-        view = await run_db(load_org_view, org_id)
-        self._views[org_id] = (now, view)
+            view = cached[1]
+        else:
+            view = await run_db(load_org_view, org_id)
+        if generation == self._generation:  # not forgotten meanwhile
+            self._views[org_id] = (now, view)
         return view
 
 
