@@ -8,7 +8,7 @@ through `gateway.asgi.build_mcp_app()` when that module exists.
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -74,13 +74,3 @@ class Router:
 
 
 application = Router()
-
-
-@contextlib.asynccontextmanager
-async def lifespan_for_tests() -> AsyncIterator[None]:
-    """Run the MCP lifespan around in-process ASGI tests (httpx ASGITransport has no lifespan)."""
-    if mcp_lifespan is None:
-        yield
-        return
-    async with mcp_lifespan():
-        yield

@@ -6,8 +6,10 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.mail import send_mail as _send
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from tenants import secrets
@@ -61,9 +63,6 @@ def org_create(*, name: str, slug: str, owner: User) -> Organization:
 def org_bump_policy_version(*, org: Organization) -> None:
     """Mark the org's compiled policy stale. Call inside the transaction that changes the approved
     catalog or the policies; the cache mirror is updated once that transaction commits."""
-    from django.core.cache import cache
-    from django.db.models import F
-
     Organization.objects.filter(pk=org.pk).update(policy_version=F("policy_version") + 1)
 
     def _mirror() -> None:
