@@ -192,6 +192,13 @@ def check_url_shape(url: str) -> tuple[str, str, int]:
 
 async def check_egress(url: str, egress_hosts: Iterable[str]) -> None:
     """Refuse `url` unless its host is declared and resolves only to allowed addresses."""
+    await egress_addresses(url, egress_hosts)
+
+
+async def egress_addresses(url: str, egress_hosts: Iterable[str]) -> list[str]:
+    """`check_egress`, returning the addresses it approved: a client that connects to these
+    (and not to a fresh DNS answer) cannot be moved elsewhere between the check and the
+    connect (gateway.http1 does)."""
     _scheme, host, port = check_url_shape(url)
     egress_hosts = tuple(egress_hosts)
     if not host_allowed(host, egress_hosts):
@@ -201,7 +208,8 @@ async def check_egress(url: str, egress_hosts: Iterable[str]) -> None:
             "add it to the egress hosts if this server really talks to it.",
             code="egress_refused",
         )
-    for address in await _resolve(host, port):
+    addresses = await _resolve(host, port)
+    for address in addresses:
         reason = _address_refusal(ipaddress.ip_address(address))
         if reason:
             raise UpstreamError(
@@ -210,6 +218,7 @@ async def check_egress(url: str, egress_hosts: Iterable[str]) -> None:
                 "(or CATALOG_ALLOW_LOOPBACK for 127.0.0.1).",
                 code="egress_refused",
             )
+    return addresses
 
 
 class _CappedStream(httpx2.AsyncByteStream):

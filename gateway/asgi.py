@@ -29,7 +29,7 @@ from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
 from audit.context import RequestContext, new_request_id, reset_context, set_context
-from gateway import pipeline, tracing
+from gateway import fastpath, pipeline, tracing
 from gateway.audit_writer import audit_writer
 from gateway.auth import AuthFailure, authenticate
 from gateway.conf import gateway_settings
@@ -86,6 +86,9 @@ class GatewayEndpoint:
             allowed_origins=settings.allowed_origins,
         )
         self._security = TransportSecurityMiddleware(self.security_settings)
+        # gateway.fastpath: on unless GATEWAY_FAST_PATH=false; calls it served are counted.
+        self.fast_path = fastpath.usable(server)
+        self.fast_served = 0
 
     def new_manager(self) -> StreamableHTTPSessionManager:
         settings = gateway_settings()
@@ -202,10 +205,40 @@ class GatewayEndpoint:
             manager = self.manager
             if manager is None:
                 raise RuntimeError("The MCP endpoint's lifespan did not run.")
+            settings = gateway_settings()
+            if self.fast_path and fastpath.eligible(
+                scope,
+                headers,
+                json_response=settings.json_response,
+                max_body=settings.max_body_bytes,
+            ):
+                body, consumed = await fastpath.read_body(receive, settings.max_body_bytes)
+                answer = None
+                if body is not None:
+                    answer = await fastpath.serve(self.server, req, scope, headers, body)
+                if answer is not None:
+                    self.fast_served += 1
+                    await _send_json(refusal.send, *answer)
+                    return
+                receive = fastpath.replay(consumed, receive)  # the SDK reads it again
             await manager.handle_request(scope, receive, refusal.send)
             await refusal.flush()
         finally:
             pipeline.current_request.reset(ctx_token)
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class _RefusalWatch:

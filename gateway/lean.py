@@ -1,15 +1,15 @@
-"""The lean upstream call: `tools/call` as one JSON-RPC POST on a pooled httpx2 client.
+"""The lean upstream call: `tools/call` as one JSON-RPC POST on a pooled keep-alive connection.
 
 The SDK `Client` costs about 1.3 ms of CPU per call (a task and memory streams per request,
-the JSON-RPC dispatcher, pydantic round trips); the same POST with bare httpx2 costs about
-0.5 ms. For HTTP upstreams the pool therefore sends `tools/call` itself, next to the pooled
+the JSON-RPC dispatcher, pydantic round trips); the same POST on gateway.http1's client costs
+a fraction of that. For HTTP upstreams the pool therefore sends `tools/call` itself, next to the pooled
 SDK client, which still does everything else: era negotiation (`server/discover` or
 `initialize`), the tool listing for the drift check and the output-schema cache, and every call
 the lean path does not understand.
 
 What it keeps from the SDK path (tests/gateway/test_faults.py and test_lean_upstream.py):
-- egress: the same `catalog.upstream.GuardedTransport` (declared hosts, address ranges, on every
-  request), the same headers (static secret or the user's token; never the agent's key);
+- egress: the catalog's guard (declared hosts, address ranges) on every new connection, which
+  then goes to exactly the checked addresses (gateway.http1), the same headers (static secret or the user's token; never the agent's key);
 - size: the body is counted while it is read and cut off over CATALOG_MAX_RESPONSE_BYTES;
 - JSON and SSE responses (server-to-client requests on an SSE stream are answered as the SDK
   client without callbacks answers them: `ping` with an empty result, anything else refused);
@@ -57,6 +57,7 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 
 from config.env import env_bool
+from gateway.http1 import Http1Client, Response
 
 logger = logging.getLogger(__name__)
 
@@ -107,9 +108,7 @@ except ImportError:  # pragma: no cover - a future SDK without it
 class LeanUpstream:
     """`tools/call` for one pooled (server, credential), beside its connected SDK `Client`."""
 
-    def __init__(
-        self, url: str, http: httpx2.AsyncClient, client: Client, protocol_version: str
-    ) -> None:
+    def __init__(self, url: str, http: Http1Client, client: Client, protocol_version: str) -> None:
         self.url = url
         self.http = http
         self.client = client
@@ -182,7 +181,7 @@ class LeanUpstream:
                 return await self._read_sse(response, request_id)
             raise MCPError(INVALID_REQUEST, f"Unexpected content type: {content_type[:100]}")
 
-    async def _read(self, response: httpx2.Response) -> bytes:
+    async def _read(self, response: Response) -> bytes:
         chunks: list[bytes] = []
         total = 0
         async for chunk in response.aiter_bytes():
@@ -192,7 +191,7 @@ class LeanUpstream:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _read_sse(self, response: httpx2.Response, request_id: int) -> dict[str, Any]:
+    async def _read_sse(self, response: Response, request_id: int) -> dict[str, Any]:
         total = 0
         buffer = b""
         data: list[bytes] = []
@@ -371,22 +370,21 @@ def _outcome(message: Any, request_id: int) -> dict[str, Any]:
     return message["result"]
 
 
-def http_client_for(config: Any, headers: Mapping[str, str], connect_timeout: float) -> Any:
-    """The httpx2 client the lean path uses: the catalog's egress-guarded, size-capped
-    transport and the server's static headers when the catalog describes the server, else plain
-    httpx2 with `headers` (as the pool's SDK client gets)."""
-    timeout = httpx2.Timeout(connect_timeout, read=None)
+def http_client_for(config: Any, headers: Mapping[str, str], connect_timeout: float) -> Http1Client:
+    """The HTTP client the lean path uses (gateway.http1): the server's static headers and the
+    credential, and with the catalog's config (every approved server) its egress guard on every
+    new connection (declared hosts, address ranges, connecting only to the checked addresses).
+    Response sizes are capped by `LeanUpstream` while it reads."""
     catalog_config = config.catalog_config
+    url = config.url or getattr(catalog_config, "url", "")
     if catalog_config is not None:
-        from catalog.upstream import GuardedTransport
-
-        return httpx2.AsyncClient(
-            transport=GuardedTransport(catalog_config.egress_hosts, _max_bytes()),
+        return Http1Client(
+            url,
             headers={**catalog_config.static_headers, **dict(headers)},
-            timeout=timeout,
-            follow_redirects=False,
+            egress_hosts=tuple(catalog_config.egress_hosts),
+            connect_timeout=connect_timeout,
         )
-    return httpx2.AsyncClient(headers=dict(headers), timeout=timeout, follow_redirects=False)
+    return Http1Client(url, headers=dict(headers), connect_timeout=connect_timeout)
 
 
 @contextlib.asynccontextmanager

@@ -166,11 +166,21 @@ class CallRecord:
 async def call_tool(
     ctx: ServerRequestContext[Any], params: CallToolRequestParams
 ) -> CallToolResult:
-    req = gateway_request(ctx)
-    record = CallRecord(exposed_name=params.name, arguments=params.arguments or {})
+    """The SDK's tools/call handler (gateway.fastpath calls `execute_call` directly)."""
+    return await execute_call(
+        gateway_request(ctx), params.name, params.arguments or {}, ctx.protocol_version
+    )
+
+
+async def execute_call(
+    req: GatewayRequest, name: str, arguments: dict[str, Any], protocol_version: str | None
+) -> CallToolResult:
+    """Steps 3-8 for one tools/call: the result, or MCPError (a JSON-RPC error) once the call's
+    audit record is committed."""
+    record = CallRecord(exposed_name=name, arguments=arguments)
     protocol_error: GatewayProtocolError | None = None
     try:
-        result = await _call(req, params, record)
+        result = await _call(req, name, arguments, record)
     except GatewayProtocolError as exc:
         protocol_error = exc
         record.outcome = "denied" if exc.error_class in ("policy", "rate_limit") else "failure"
@@ -183,7 +193,7 @@ async def call_tool(
         record.error_class, record.message = exc.error_class, exc.message
         result = CallToolResult(content=[TextContent(type="text", text=exc.message)], is_error=True)
     with tracing.step("audit"):
-        await _audit(req, record, ctx)
+        await _audit(req, record, protocol_version)
     if protocol_error is not None:
         raise MCPError(protocol_error.code, protocol_error.message, protocol_error.data)
     assert result is not None
@@ -191,12 +201,10 @@ async def call_tool(
 
 
 async def _call(
-    req: GatewayRequest, params: CallToolRequestParams, record: CallRecord
+    req: GatewayRequest, name: str, arguments: dict[str, Any], record: CallRecord
 ) -> CallToolResult:
     principal = req.principal.policy_principal
     view = req.view
-    name = params.name
-    arguments = params.arguments or {}
 
     # 3 authorize
     with tracing.step("authorize"):
@@ -444,14 +452,14 @@ def _audit_arguments(arguments: Any, decision: Decision | None) -> Any:
     return arguments
 
 
-async def _audit(req: GatewayRequest, record: CallRecord, ctx: ServerRequestContext[Any]) -> None:
+async def _audit(req: GatewayRequest, record: CallRecord, protocol_version: str | None) -> None:
     decision = record.decision
     identity = decision.tool if decision is not None else None
     elapsed_ms = (time.perf_counter() - record.started) * 1000
     details: dict[str, Any] = {
         "exposed_tool": record.exposed_name,
         "arguments": _audit_arguments(record.arguments, decision),
-        "protocol_version": ctx.protocol_version,
+        "protocol_version": protocol_version,
     }
     if req.toolset:
         details["toolset"] = req.toolset

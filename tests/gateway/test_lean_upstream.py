@@ -1,5 +1,6 @@
-"""The lean upstream path (gateway.lean): HTTP upstreams get `tools/call` as one POST on the
-pooled httpx2 client, with the SDK path's guarantees; stdio upstreams keep the SDK client.
+"""The lean upstream path (gateway.lean): HTTP upstreams get `tools/call` as one POST on a
+pooled keep-alive connection (gateway.http1), with the SDK path's guarantees; stdio upstreams
+keep the SDK client.
 
 Counted through `pool.stats` (the gateway runs in this process, in uvicorn's thread)."""
 
@@ -166,11 +167,12 @@ def test_stdio_upstreams_keep_the_sdk_client(
 
 
 def test_lean_http_client_keeps_the_catalog_egress_guard_and_static_headers():
-    """With the catalog's config (every approved server in production) the lean client uses the
-    catalog's GuardedTransport: a host outside the declared egress hosts is refused before any
-    connection, on every request."""
+    """With the catalog's config (every approved server in production) the lean client carries
+    the static headers and the credential, and checks the catalog's egress rules before every
+    new connection: a server whose URL is outside its declared hosts is refused, nothing sent."""
     from catalog.errors import UpstreamError
-    from catalog.upstream import GuardedTransport, ServerConnectionConfig
+    from catalog.upstream import ServerConnectionConfig
+    from gateway.http1 import Http1Client
     from gateway.lean import http_client_for
     from gateway.pool import UpstreamConfig
 
@@ -180,7 +182,7 @@ def test_lean_http_client_keeps_the_catalog_egress_guard_and_static_headers():
         server_slug="tickets",
         transport="http",
         url="https://tickets.example.com/mcp",
-        egress_hosts=("tickets.example.com",),
+        egress_hosts=("api.example.com",),
         static_headers={"X-Api-Key": "static-secret"},
     )
     config = UpstreamConfig(
@@ -189,11 +191,12 @@ def test_lean_http_client_keeps_the_catalog_egress_guard_and_static_headers():
 
     async def scenario():
         async with http_client_for(config, {"Authorization": "Bearer user"}, 5.0) as http:
-            assert isinstance(http._transport, GuardedTransport)
+            assert isinstance(http, Http1Client)
             assert http.headers["x-api-key"] == "static-secret"
             assert http.headers["authorization"] == "Bearer user"
             with pytest.raises(UpstreamError) as refused:
-                await http.post("http://127.0.0.1:9/mcp", content=b"{}")
+                await http.post(catalog.url, content=b"{}")
+            assert http.connections_opened == 0
             return refused.value.code
 
     assert asyncio.run(scenario()) == "egress_refused"

@@ -1,0 +1,225 @@
+"""The hot path: a well-formed 2026-07-28 `tools/call` answered as JSON, without the SDK's
+per-request server machinery.
+
+For every request the SDK's modern entry builds a Starlette request, a connection, a dispatch
+context, a server session and a request context, runs the middleware chain and validates and
+dumps the result through several pydantic models: about a quarter of the gateway's CPU per
+call, more than the pipeline itself. This module answers the one request agents send most, and
+only when it is plainly valid, by calling the SDK's own checks in the SDK's order:
+
+    Content-Type and Accept (TransportSecurityMiddleware, check_accept_headers), the body limit,
+    JSON, the JSON-RPC envelope (JSONRPCRequest), duplicated routing headers, the modern ladder
+    (`classify_inbound_request`: `_meta` envelope, MCP-Protocol-Version / Mcp-Method / Mcp-Name
+    consistency, supported version), `Mcp-Param-*` headers against the caller's schema
+    (`validate_mcp_param_headers`), the params (`validate_client_request`), then
+    `pipeline.execute_call`, then the result as the SDK shapes it (`serialize_server_result`,
+    `resultType`, the `serverInfo` stamp) and errors as it maps them (`modern_error_data`, the
+    table-mapped HTTP status).
+
+Anything else, and any request one of those checks would refuse, is not answered here:
+`serve` returns None before anything ran and gateway.asgi hands the request (body replayed)
+to the SDK, which answers it exactly as it always did (error codes, refusal audit). So the
+SDK stays the one place that decides what a bad request gets; this path only skips work for
+good ones. tests/gateway/test_fastpath.py sends the same requests both ways and compares the
+answers and the audit records.
+
+Not taken (the SDK serves these): the 2025 protocol era, SSE response mode
+(`GATEWAY_JSON_RESPONSE=false`), tracing on (the span needs the SDK request context),
+`GATEWAY_FAST_PATH=false`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from mcp.server import Server
+from mcp.server.runner import modern_error_data
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    MCP_PARAM_HEADER_PREFIX,
+    InboundLadderRejection,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+    validate_mcp_param_headers,
+)
+from mcp_types import (
+    INTERNAL_ERROR,
+    SERVER_INFO_META_KEY,
+    JSONRPCError,
+    JSONRPCRequest,
+    JSONRPCResponse,
+)
+from mcp_types import methods as mcp_methods
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+from starlette.datastructures import Headers
+from starlette.types import Message, Receive, Scope
+
+from config.env import env_bool
+from gateway import pipeline, tracing
+
+logger = logging.getLogger(__name__)
+
+_MODERN = frozenset(MODERN_PROTOCOL_VERSIONS)
+_PARAM_PREFIX = MCP_PARAM_HEADER_PREFIX.lower()
+_ENVELOPE_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
+
+
+def enabled() -> bool:
+    return env_bool("GATEWAY_FAST_PATH", default=True)
+
+
+def eligible(scope: Scope, headers: Headers, *, json_response: bool, max_body: int) -> bool:
+    """Whether to try the fast path (cheap header checks only; `serve` checks the rest)."""
+    if not json_response or scope.get("method") != "POST" or tracing.enabled():
+        return False
+    if headers.get("mcp-method") != "tools/call":
+        return False
+    if headers.get("mcp-protocol-version") not in _MODERN:
+        return False
+    length = headers.get("content-length")
+    return length is not None and length.isdigit() and int(length) <= max_body
+
+
+async def read_body(receive: Receive, max_body: int) -> tuple[bytes | None, list[Message]]:
+    """(the body, or None when it cannot be served here; the messages read, for replay)."""
+    messages: list[Message] = []
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return None, messages  # a disconnect: the SDK path sees it too
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_body:
+            return None, messages  # the SDK answers 413
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), messages
+
+
+def replay(messages: list[Message], receive: Receive) -> Receive:
+    """A `receive` that gives back `messages` first (what `read_body` consumed)."""
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed
+
+
+def _accepts_json(accept: str) -> bool:
+    # As mcp.server.streamable_http.check_accept_headers (RFC 7231 wildcards).
+    types = [part.strip().split(";")[0].strip().lower() for part in accept.split(",")]
+    return "*/*" in types or any(t in ("application/json", "application/*") for t in types)
+
+
+async def serve(
+    server: Server[Any],
+    req: pipeline.GatewayRequest,
+    scope: Scope,
+    headers: Headers,
+    body: bytes,
+) -> tuple[int, bytes] | None:
+    """(HTTP status, JSON body) for a plainly valid modern tools/call, or None (not handled:
+    nothing ran, the SDK must answer it)."""
+    if not headers.get("content-type", "").lower().startswith("application/json"):
+        return None
+    if not _accepts_json(headers.get("accept", "")):
+        return None
+    try:
+        decoded = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if (
+        not isinstance(decoded, dict)
+        or decoded.keys() - _ENVELOPE_KEYS
+        or decoded.get("method") != "tools/call"
+        or "id" not in decoded
+        or not isinstance(decoded.get("params"), dict)
+    ):
+        return None
+    try:
+        request = JSONRPCRequest.model_validate(decoded)
+    except ValidationError:
+        return None
+    if find_duplicated_routing_header(_header_items(scope)) is not None:
+        return None
+    verdict = classify_inbound_request(decoded, headers=dict(headers))
+    if isinstance(verdict, InboundLadderRejection):
+        return None
+    params: dict[str, Any] = decoded["params"]
+    version = verdict.protocol_version
+    try:
+        mcp_methods.validate_client_request("tools/call", version, params)
+    except (ValidationError, KeyError):
+        return None
+    name = params.get("name")
+    arguments = params.get("arguments")
+    if not isinstance(name, str) or not (arguments is None or isinstance(arguments, Mapping)):
+        return None
+    if _param_headers_refused(name, arguments or {}, headers):
+        return None
+
+    reply: JSONRPCResponse | JSONRPCError
+    try:
+        result = await pipeline.execute_call(req, name, dict(arguments or {}), version)
+        reply = JSONRPCResponse(
+            jsonrpc="2.0", id=request.id, result=_shape(server, version, result)
+        )
+    except Exception as exc:
+        error = modern_error_data(exc)
+        reply = JSONRPCError(jsonrpc="2.0", id=request.id, error=error)
+    status = (
+        ERROR_CODE_HTTP_STATUS.get(reply.error.code, 200)
+        if isinstance(reply, JSONRPCError)
+        else 200
+    )
+    payload = reply.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return status, json.dumps(payload, separators=(",", ":")).encode()
+
+
+def _header_items(scope: Scope) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
+
+
+def _param_headers_refused(name: str, arguments: Mapping[str, Any], headers: Headers) -> bool:
+    if not arguments and not any(key.startswith(_PARAM_PREFIX) for key in headers):
+        return False
+    schema = pipeline.input_schema_for(name)
+    if schema is None:
+        return False
+    return validate_mcp_param_headers(schema, arguments, headers) is not None
+
+
+def _shape(server: Server[Any], version: str, result: Any) -> dict[str, Any]:
+    """The result's wire form, as the SDK runner's `_serialize` makes it for tools/call."""
+    dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+    try:
+        dumped = mcp_methods.serialize_server_result("tools/call", version, dumped)
+    except ValidationError:
+        # As the SDK runner: a server bug, not the client's; details stay in the log.
+        logger.exception("tools/call produced an invalid result")
+        raise MCPError(INTERNAL_ERROR, "Handler returned an invalid result") from None
+    if dumped.get("resultType") is None:
+        dumped["resultType"] = "complete"
+    meta = dumped.get("_meta")
+    if meta is None:
+        dumped["_meta"] = {SERVER_INFO_META_KEY: server.server_info_stamp}
+    elif isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None:
+        dumped["_meta"] = {**meta, SERVER_INFO_META_KEY: server.server_info_stamp}
+    return dumped
+
+
+def usable(server: Server[Any]) -> bool:
+    """The fast path mirrors the SDK runner for a server without tools/call cache hints (the
+    gateway sets none); with them, every call takes the SDK path."""
+    return enabled() and server.cache_hints.get("tools/call") is None

@@ -1,0 +1,178 @@
+"""gateway.fastpath answers a plainly valid 2026-07-28 tools/call without the SDK's server stack.
+Each request here is sent twice, fast path on and off (the SDK then answers everything), and
+the two answers must be the same: status, body, and what the audit trail records. Requests the
+fast path must not answer (bad headers, bad envelopes, other methods, the 2025 era) reach the
+SDK, which is seen in the endpoint's `fast_served` counter staying put."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import gateway.asgi as gateway_asgi
+from audit.models import AuditEvent
+from policies.types import PolicySpec, Subjects, ToolRules
+from tests.gateway.conftest import http_server, post
+
+pytestmark = [pytest.mark.e2e]
+
+MODERN = "2026-07-28"
+ENVELOPE = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": {"name": "fastpath-test", "version": "1"},
+}
+
+
+@pytest.fixture
+def endpoint(gateway, gateway_catalog, fault_server, org_a, agent_key):
+    gateway_catalog(
+        org_a,
+        servers=[http_server("fault", fault_server.url)],
+        policies=[
+            PolicySpec(
+                name="triage",
+                subjects=Subjects(agents=("triage-bot",)),
+                allow=ToolRules(tools=("fault.echo", "fault.fail", "fault.typed")),
+                deny=ToolRules(tools=("fault.crash",)),
+            )
+        ],
+    )
+    _, key = agent_key("triage-bot")
+    return gateway.url("acme"), key
+
+
+def _call(name: str, arguments: Any, *, id_: Any = 1, meta: Any = ENVELOPE) -> dict[str, Any]:
+    params: dict[str, Any] = {"name": name, "arguments": arguments}
+    if meta is not None:
+        params["_meta"] = meta
+    return {"jsonrpc": "2.0", "id": id_, "method": "tools/call", "params": params}
+
+
+def _headers(name: str, **extra: str) -> dict[str, str]:
+    return {"MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": name, **extra}
+
+
+def _audit_trail(since: int) -> list[tuple[Any, ...]]:
+    return [
+        (e.action, e.outcome, e.decision, e.error_class, e.tool, e.details.get("code"))
+        for e in AuditEvent.objects.filter(id__gt=since).order_by("id")
+    ]
+
+
+def _both_ways(url: str, key: str, body: Any, headers: dict[str, str], raw: bytes | None = None):
+    """(answer with the fast path, answer without it, fast-path calls served, audit of each)."""
+    endpoint = gateway_asgi._endpoint
+    assert endpoint is not None
+    answers, trails = [], []
+    served_before = endpoint.fast_served
+    for fast in (True, False):
+        endpoint.fast_path = fast
+        last = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        try:
+            response = post(url, body, key=key, headers=headers, raw=raw)
+        finally:
+            endpoint.fast_path = True
+        is_json = response.headers.get("content-type", "").startswith("application/json")
+        answers.append((response.status_code, response.json() if is_json else response.text))
+        trails.append(_audit_trail(last))
+    return answers[0], answers[1], endpoint.fast_served - served_before, trails
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments"),
+    [
+        ("fault.echo", {"message": "héllo"}),  # success
+        ("fault.fail", {}),  # the upstream's isError result, passed through
+        ("fault.echo", {"message": 42}),  # breaks the input schema: an isError result
+        ("fault.crash", {}),  # denied by policy: -32010 with the reason
+        ("fault.nope", {}),  # unknown tool
+    ],
+)
+def test_valid_modern_calls_are_answered_by_the_fast_path_exactly_as_by_the_sdk(
+    endpoint, name, arguments
+):
+    url, key = endpoint
+    fast, sdk, served, (fast_audit, sdk_audit) = _both_ways(
+        url, key, _call(name, arguments), _headers(name)
+    )
+    assert served == 1
+    assert fast == sdk
+    assert fast_audit == sdk_audit and len(fast_audit) == 1
+    assert fast_audit[0][0] == "tool.call"
+
+
+def test_a_successful_call_has_the_sdk_result_stamps(endpoint):
+    url, key = endpoint
+    (status, body), _, served, _ = _both_ways(
+        url, key, _call("fault.echo", {"message": "ok"}, id_="req-7"), _headers("fault.echo")
+    )
+    assert served == 1 and status == 200
+    assert body["id"] == "req-7"
+    result = body["result"]
+    assert result["content"] == [{"type": "text", "text": "ok"}]
+    assert result["resultType"] == "complete"
+    # The upstream's own serverInfo stamp in the result wins over ours, as on the SDK path.
+    assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "fault-server"
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "headers"),
+    [
+        ("name header disagrees", _call("fault.echo", {"message": "x"}), _headers("fault.fail")),
+        ("no _meta envelope", _call("fault.echo", {"message": "x"}, meta=None), _headers("fault.echo")),
+        ("unsupported version in _meta",
+         _call("fault.echo", {"message": "x"},
+               meta={**ENVELOPE, "io.modelcontextprotocol/protocolVersion": "2099-01-01"}),
+         _headers("fault.echo")),
+        ("params not an object", {**_call("fault.echo", {}), "params": [1]}, _headers("fault.echo")),
+        ("arguments not an object", _call("fault.echo", "text"), _headers("fault.echo")),
+        ("id is null", _call("fault.echo", {"message": "x"}, id_=None), _headers("fault.echo")),
+        ("batch", [_call("fault.echo", {"message": "x"})], _headers("fault.echo")),
+        ("notification", {"jsonrpc": "2.0", "method": "tools/call", "params": {}},
+         _headers("fault.echo")),
+        ("no JSON accepted", _call("fault.echo", {"message": "x"}),
+         _headers("fault.echo", Accept="text/event-stream")),
+        ("not JSON content", _call("fault.echo", {"message": "x"}),
+         _headers("fault.echo", **{"Content-Type": "text/plain"})),
+    ],
+)  # fmt: skip
+def test_requests_the_sdk_refuses_are_left_to_the_sdk(endpoint, case, body, headers):
+    url, key = endpoint
+    fast, sdk, served, (fast_audit, sdk_audit) = _both_ways(url, key, body, headers)
+    assert served == 0, case
+    assert fast == sdk, case
+    assert fast_audit == sdk_audit, case
+    assert not any(action == "tool.call" for action, *_ in fast_audit), case
+
+
+def test_unusual_but_valid_envelopes_are_left_to_the_sdk_which_serves_them(endpoint):
+    url, key = endpoint
+    body = {**_call("fault.echo", {"message": "x"}), "extra": 1}
+    fast, sdk, served, (fast_audit, sdk_audit) = _both_ways(url, key, body, _headers("fault.echo"))
+    assert served == 0
+    assert fast == sdk and fast[0] == 200
+    assert fast_audit == sdk_audit and fast_audit[0][0] == "tool.call"
+
+
+def test_malformed_json_and_the_2025_era_are_left_to_the_sdk(endpoint):
+    url, key = endpoint
+    fast, sdk, served, _ = _both_ways(
+        url, key, None, _headers("fault.echo"), raw=b'{"jsonrpc": "2.0", "id": 1, "method": '
+    )
+    assert served == 0 and fast == sdk and fast[1]["error"]["code"] == -32700
+    legacy = {"MCP-Protocol-Version": "2025-11-25"}
+    _, _, served, _ = _both_ways(url, key, _call("fault.echo", {"message": "x"}, meta=None), legacy)
+    assert served == 0
+
+
+def test_tracing_on_sends_calls_through_the_sdk(endpoint, monkeypatch):
+    from gateway import tracing
+
+    url, key = endpoint
+    monkeypatch.setattr(tracing, "enabled", lambda: True)
+    _, _, served, _ = _both_ways(
+        url, key, _call("fault.echo", {"message": "x"}), _headers("fault.echo")
+    )
+    assert served == 0
