@@ -218,7 +218,12 @@ class GatewayEndpoint:
                     answer = await fastpath.serve(self.server, req, scope, headers, body)
                 if answer is not None:
                     self.fast_served += 1
-                    await _send_json(refusal.send, *answer)
+                    status, payload = answer
+                    # Errors go through the refusal watch (audited unless the pipeline did).
+                    if status == 200 and req.audited:
+                        await _send_json(send, status, payload, id_header)
+                    else:
+                        await _send_json(refusal.send, status, payload)
                     return
                 receive = fastpath.replay(consumed, receive)  # the SDK reads it again
             await manager.handle_request(scope, receive, refusal.send)
@@ -227,17 +232,13 @@ class GatewayEndpoint:
             pipeline.current_request.reset(ctx_token)
 
 
-async def _send_json(send: Send, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+async def _send_json(send: Send, status: int, body: bytes, *extra: tuple[bytes, bytes]) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -50,7 +50,6 @@ from mcp_types import (
     INTERNAL_ERROR,
     SERVER_INFO_META_KEY,
     JSONRPCError,
-    JSONRPCRequest,
     JSONRPCResponse,
 )
 from mcp_types import methods as mcp_methods
@@ -139,17 +138,15 @@ async def serve(
         decoded = json.loads(body)
     except (ValueError, RecursionError):
         return None
+    # A subset of what JSONRPCRequest accepts (strict types, no extra members).
     if (
         not isinstance(decoded, dict)
         or decoded.keys() - _ENVELOPE_KEYS
+        or decoded.get("jsonrpc") != "2.0"
         or decoded.get("method") != "tools/call"
-        or "id" not in decoded
+        or type(request_id := decoded.get("id")) not in (int, str)
         or not isinstance(decoded.get("params"), dict)
     ):
-        return None
-    try:
-        request = JSONRPCRequest.model_validate(decoded)
-    except ValidationError:
         return None
     if find_duplicated_routing_header(_header_items(scope)) is not None:
         return None
@@ -173,11 +170,11 @@ async def serve(
     try:
         result = await pipeline.execute_call(req, name, dict(arguments or {}), version)
         reply = JSONRPCResponse(
-            jsonrpc="2.0", id=request.id, result=_shape(server, version, result)
+            jsonrpc="2.0", id=request_id, result=_shape(server, version, result)
         )
     except Exception as exc:
         error = modern_error_data(exc)
-        reply = JSONRPCError(jsonrpc="2.0", id=request.id, error=error)
+        reply = JSONRPCError(jsonrpc="2.0", id=request_id, error=error)
     status = (
         ERROR_CODE_HTTP_STATUS.get(reply.error.code, 200)
         if isinstance(reply, JSONRPCError)

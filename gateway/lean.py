@@ -53,7 +53,7 @@ from mcp_types import (
 )
 from mcp_types import methods as mcp_methods
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from config.env import env_bool
@@ -309,15 +309,18 @@ class LeanUpstream:
             # As the SDK's dispatcher does: a client span, and the W3C trace context injected
             # into `_meta` through the global propagator (gateway.tracing decides whether it
             # goes upstream at all).
-            with otel_span(
-                f"MCP send tools/call {name}",
-                kind=SpanKind.CLIENT,
-                attributes={"mcp.method.name": "tools/call"},
-            ):
-                meta = dict(params.get("_meta") or {})
-                propagate.inject(meta)
-                if meta:
-                    params["_meta"] = meta
+            if _observed():
+                with otel_span(
+                    f"MCP send tools/call {name}",
+                    kind=SpanKind.CLIENT,
+                    attributes={"mcp.method.name": "tools/call"},
+                ):
+                    meta = dict(params.get("_meta") or {})
+                    propagate.inject(meta)
+                    if meta:
+                        params["_meta"] = meta
+                    raw = await self._request("tools/call", params, headers)
+            else:  # neither would do anything: skip their cost
                 raw = await self._request("tools/call", params, headers)
         except MCPError as exc:
             if self.modern and exc.code == HEADER_MISMATCH:
@@ -341,6 +344,17 @@ class LeanUpstream:
         if not result.is_error:
             await session.validate_tool_result(name, result)  # the SDK's output-schema check
         return result
+
+
+def _observed() -> bool:
+    """Whether the SDK's client span could record (a global tracer provider is set: the
+    gateway never sets one, an operator's auto-instrumentation may) or a trace context would
+    be injected (GATEWAY_TRACE_PROPAGATE_UPSTREAM)."""
+    from gateway import tracing
+
+    return tracing.propagates_upstream() or not isinstance(
+        trace.get_tracer_provider(), trace.ProxyTracerProvider
+    )
 
 
 def _parse_json(body: bytes) -> Any:

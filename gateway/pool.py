@@ -19,6 +19,7 @@ tools for the drift check and serves stdio upstreams and whatever the lean path 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -296,7 +297,9 @@ class UpstreamPool:
         pooled.last_used = time.monotonic()
         assert pooled.client is not None
         try:
-            with anyio.fail_after(timeout):
+            # asyncio's own timeout: anyio's cancel scope costs more per call, and the SDK
+            # client's anyio code handles a native cancellation the same way.
+            async with asyncio.timeout(timeout):
                 if expected_hash:
                     await self._check_drift(pooled, config, tool, expected_hash)
                 if pooled.lean is not None:

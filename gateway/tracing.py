@@ -70,6 +70,11 @@ def enabled() -> bool:
     return _tracer is not None
 
 
+def propagates_upstream() -> bool:
+    """Whether the global propagator would put a trace context into upstream requests."""
+    return propagate.get_global_textmap() is not _NO_PROPAGATION
+
+
 def traces_endpoint(endpoint: str | None = None, traces_endpoint: str | None = None) -> str | None:
     """The OTLP/HTTP URL spans are POSTed to: the traces endpoint as given, else the base
     endpoint + /v1/traces (the OpenTelemetry convention); None when neither is set."""

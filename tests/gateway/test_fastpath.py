@@ -176,3 +176,17 @@ def test_tracing_on_sends_calls_through_the_sdk(endpoint, monkeypatch):
         url, key, _call("fault.echo", {"message": "x"}), _headers("fault.echo")
     )
     assert served == 0
+
+
+def test_fast_answers_carry_the_request_id_of_their_audit_record(endpoint):
+    url, key = endpoint
+    response = post(
+        url,
+        _call("fault.echo", {"message": "x"}),
+        key=key,
+        headers=_headers("fault.echo", **{"X-Request-ID": "trace-me-123"}),
+    )
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == "trace-me-123"
+    event = AuditEvent.objects.filter(action="tool.call").latest("id")
+    assert event.request_id == "trace-me-123"
