@@ -15,7 +15,9 @@ behind authentication or policy loads, nor those behind a burst of audit writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -34,7 +36,7 @@ T = TypeVar("T")
 _HEALTH_EVERY = 5.0
 _local = threading.local()
 _executor: ThreadPoolExecutor | None = None
-_writer: ThreadPoolExecutor | None = None
+_writer: _WriterThread | None = None
 _lock = threading.Lock()
 
 
@@ -49,12 +51,71 @@ def _pool() -> ThreadPoolExecutor:
     return _executor
 
 
-def _writer_pool() -> ThreadPoolExecutor:
+class _WriterThread:
+    """One thread running submitted work in order: the audit writer's.
+
+    Lighter than a one-worker ThreadPoolExecutor behind `run_in_executor` (a lock, a work item,
+    a concurrent future chained to an asyncio one, per batch): a SimpleQueue in, one
+    `call_soon_threadsafe` out."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], Callable[..., None]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._main, name="gateway-audit", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            # RuntimeError: the loop is closed, nobody waits any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, future, result, error)
+
+        self._queue.put((fn, settle))
+        return future
+
+    def _main(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            fn, settle = item
+            try:
+                result = fn()
+            except BaseException as exc:  # handed to the awaiting task, as an executor would
+                settle(None, exc)
+            else:
+                settle(result, None)
+
+    def stop(self) -> None:
+        """Close this thread's database connection, then end the thread."""
+        from django.db import connections
+
+        closed = threading.Event()
+        self._queue.put((connections.close_all, lambda *_: closed.set()))
+        self._queue.put(None)
+        closed.wait(timeout=10)
+        self._thread.join(timeout=10)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the awaiting task was cancelled
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _writer_thread() -> _WriterThread:
     global _writer
     if _writer is None:
         with _lock:
             if _writer is None:
-                _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-audit")
+                _writer = _WriterThread()
     return _writer
 
 
@@ -83,9 +144,8 @@ async def run_db[**P, T](fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) 
 
 async def run_writer[**P, T](fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run `fn(*args, **kwargs)` on the audit writer's thread (one thread, one connection)."""
-    loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
-    return await loop.run_in_executor(_writer_pool(), lambda: _run(ctx, fn, *args, **kwargs))
+    return await _writer_thread().submit(lambda: _run(ctx, fn, *args, **kwargs))
 
 
 class SingleFlight:
@@ -126,10 +186,12 @@ def shutdown() -> None:
     """Close every DB thread's connection and stop the threads (at the end of the lifespan)."""
     global _executor, _writer
     with _lock:
-        executors = [e for e in (_executor, _writer) if e is not None]
+        executor, writer = _executor, _writer
         _executor = _writer = None
-    for executor in executors:
+    if executor is not None:
         _close_threads(executor)
+    if writer is not None:
+        writer.stop()
 
 
 def _close_threads(executor: ThreadPoolExecutor) -> None:
