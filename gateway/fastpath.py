@@ -50,7 +50,6 @@ from mcp_types import (
     INTERNAL_ERROR,
     SERVER_INFO_META_KEY,
     JSONRPCError,
-    JSONRPCResponse,
 )
 from mcp_types import methods as mcp_methods
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -166,21 +165,21 @@ async def serve(
     if _param_headers_refused(name, arguments or {}, headers):
         return None
 
-    reply: JSONRPCResponse | JSONRPCError
     try:
         result = await pipeline.execute_call(req, name, dict(arguments or {}), version)
-        reply = JSONRPCResponse(
-            jsonrpc="2.0", id=request_id, result=_shape(server, version, result)
-        )
+        # What JSONRPCResponse(...).model_dump(exclude_none=True) gives: `exclude_none` does
+        # not reach into the result dict, which `_shape` made JSON-ready.
+        payload: dict[str, Any] = {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "result": _shape(server, version, result),
+        }
+        status = 200
     except Exception as exc:
         error = modern_error_data(exc)
         reply = JSONRPCError(jsonrpc="2.0", id=request_id, error=error)
-    status = (
-        ERROR_CODE_HTTP_STATUS.get(reply.error.code, 200)
-        if isinstance(reply, JSONRPCError)
-        else 200
-    )
-    payload = reply.model_dump(mode="json", by_alias=True, exclude_none=True)
+        payload = reply.model_dump(mode="json", by_alias=True, exclude_none=True)
+        status = ERROR_CODE_HTTP_STATUS.get(error.code, 200)
     return status, json.dumps(payload, separators=(",", ":")).encode()
 
 

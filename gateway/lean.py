@@ -57,6 +57,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from config.env import env_bool
+from gateway import tracing
 from gateway.http1 import Http1Client, Response
 
 logger = logging.getLogger(__name__)
@@ -350,8 +351,6 @@ def _observed() -> bool:
     """Whether the SDK's client span could record (a global tracer provider is set: the
     gateway never sets one, an operator's auto-instrumentation may) or a trace context would
     be injected (GATEWAY_TRACE_PROPAGATE_UPSTREAM)."""
-    from gateway import tracing
-
     return tracing.propagates_upstream() or not isinstance(
         trace.get_tracer_provider(), trace.ProxyTracerProvider
     )
