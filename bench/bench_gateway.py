@@ -172,14 +172,14 @@ def setup_catalog(upstream_url: str) -> tuple[str, str]:
     return org.slug, issued.plaintext
 
 
-async def _client(url: str, key: str | None):
+async def _client(url: str, key: str | None, mode: str = "2026-07-28"):
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     http = httpx2.AsyncClient(headers=headers, timeout=30)
-    client = Client(streamable_http_client(url, http_client=http), mode="2026-07-28", cache=None)
+    client = Client(streamable_http_client(url, http_client=http), mode=mode, cache=None)
     await client.__aenter__()
     return client, http
 
@@ -202,8 +202,8 @@ async def run_bench(
 ) -> dict:
     levels = [int(c) for c in args.concurrency.split(",")]
     top = max(levels)
-    direct = [await _client(direct_url, None) for _ in range(top)]
-    through = [await _client(gw_url, key) for _ in range(top)]
+    direct = [await _client(direct_url, None, args.client_era) for _ in range(top)]
+    through = [await _client(gw_url, key, args.client_era) for _ in range(top)]
     tool = {"direct": "echo", "gateway": "bench.echo"}
     clients = {"direct": direct, "gateway": through}
 
@@ -370,6 +370,12 @@ def main() -> int:
     parser.add_argument(
         "--gateway-args", default="", help="extra uvicorn arguments for the gateway process"
     )
+    parser.add_argument(
+        "--client-era",
+        default="2026-07-28",
+        help="the benchmark client's protocol: 2026-07-28 (stateless; the gateway's fast path) "
+        "or legacy (2025-11-25 with initialize; served by the SDK)",
+    )
     args = parser.parse_args()
     if args.serve_upstream:
         serve_upstream(args.serve_upstream)
@@ -419,6 +425,7 @@ def main() -> int:
         report["run_seconds"] = round(time.monotonic() - started, 1)
         # Which upstream path the gateway used (gateway.lean; false: the SDK client for all).
         report["lean_upstream"] = env.get("GATEWAY_LEAN_UPSTREAM", "true")
+        report["client_era"] = args.client_era
     finally:
         for proc in procs:
             proc.terminate()

@@ -1,20 +1,25 @@
-"""The hot path: a well-formed 2026-07-28 `tools/call` answered as JSON, without the SDK's
-per-request server machinery.
+"""The hot path: a well-formed `tools/call` (either protocol era) answered as JSON, without
+the SDK's per-request server machinery.
 
-For every request the SDK's modern entry builds a Starlette request, a connection, a dispatch
-context, a server session and a request context, runs the middleware chain and validates and
-dumps the result through several pydantic models: about a quarter of the gateway's CPU per
-call, more than the pipeline itself. This module answers the one request agents send most, and
-only when it is plainly valid, by calling the SDK's own checks in the SDK's order:
+For every request the SDK builds a Starlette request and, per era, a connection, a dispatch
+context (the 2025 entry: a whole transport, memory streams and a server task), a server session
+and a request context, runs the middleware chain and sends the result through several pydantic
+models: more of the gateway's CPU per call than the pipeline itself. This module answers the one
+request agents send most, and only when it is plainly valid, by calling the SDK's own checks in
+the SDK's order:
 
-    Content-Type and Accept (TransportSecurityMiddleware, check_accept_headers), the body limit,
-    JSON, the JSON-RPC envelope (JSONRPCRequest), duplicated routing headers, the modern ladder
-    (`classify_inbound_request`: `_meta` envelope, MCP-Protocol-Version / Mcp-Method / Mcp-Name
-    consistency, supported version), `Mcp-Param-*` headers against the caller's schema
-    (`validate_mcp_param_headers`), the params (`validate_client_request`), then
-    `pipeline.execute_call`, then the result as the SDK shapes it (`serialize_server_result`,
-    `resultType`, the `serverInfo` stamp) and errors as it maps them (`modern_error_data`, the
-    table-mapped HTTP status).
+    both eras: Content-Type and Accept (as TransportSecurityMiddleware and check_accept_headers),
+    the body limit, JSON (each era's parser), the JSON-RPC envelope, the params
+    (`validate_client_request` for the request's protocol version);
+    2026-07-28: duplicated routing headers, the modern ladder (`classify_inbound_request`:
+    `_meta` envelope, MCP-Protocol-Version / Mcp-Method / Mcp-Name consistency, supported
+    version), `Mcp-Param-*` headers against the caller's schema (`validate_mcp_param_headers`);
+    2025 era: a handshake version in MCP-Protocol-Version, no 2026 envelope in `_meta`;
+
+then `pipeline.execute_call`, then the result as the SDK shapes it for that era
+(`serialize_server_result`; on 2026-07-28 `resultType` and the `serverInfo` stamp) and written
+as that era's entry writes it, and errors as it maps them (`modern_error_data`; on 2026-07-28
+the table-mapped HTTP status, on the 2025 era HTTP 200).
 
 Anything else, and any request one of those checks would refuse, is not answered here:
 `serve` returns None before anything ran and gateway.asgi hands the request (body replayed)
@@ -23,9 +28,11 @@ SDK stays the one place that decides what a bad request gets; this path only ski
 good ones. tests/gateway/test_fastpath.py sends the same requests both ways and compares the
 answers and the audit records.
 
-Not taken (the SDK serves these): the 2025 protocol era, SSE response mode
-(`GATEWAY_JSON_RESPONSE=false`), tracing on (the span needs the SDK request context),
-`GATEWAY_FAST_PATH=false`.
+Not taken (the SDK serves these): `initialize`, `tools/list` and every other method, a POST
+without MCP-Protocol-Version, SSE response mode (`GATEWAY_JSON_RESPONSE=false`), tracing on
+(the span needs the SDK request context), `GATEWAY_FAST_PATH=false`. One deliberate difference:
+an unexpected exception (a bug) becomes a generic INTERNAL_ERROR on both eras, where the SDK's
+2025 entry would send the exception's text as the message.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import pydantic_core
 from mcp.server import Server
 from mcp.server.runner import modern_error_data
 from mcp.shared.exceptions import MCPError
@@ -48,11 +56,13 @@ from mcp.shared.inbound import (
 )
 from mcp_types import (
     INTERNAL_ERROR,
+    PROTOCOL_VERSION_META_KEY,
     SERVER_INFO_META_KEY,
     JSONRPCError,
+    JSONRPCResponse,
 )
 from mcp_types import methods as mcp_methods
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope
@@ -63,6 +73,7 @@ from gateway import pipeline, tracing
 logger = logging.getLogger(__name__)
 
 _MODERN = frozenset(MODERN_PROTOCOL_VERSIONS)
+_HANDSHAKE = frozenset(HANDSHAKE_PROTOCOL_VERSIONS)
 _PARAM_PREFIX = MCP_PARAM_HEADER_PREFIX.lower()
 _ENVELOPE_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 
@@ -75,9 +86,11 @@ def eligible(scope: Scope, headers: Headers, *, json_response: bool, max_body: i
     """Whether to try the fast path (cheap header checks only; `serve` checks the rest)."""
     if not json_response or scope.get("method") != "POST" or tracing.enabled():
         return False
-    if headers.get("mcp-method") != "tools/call":
-        return False
-    if headers.get("mcp-protocol-version") not in _MODERN:
+    version = headers.get("mcp-protocol-version")
+    if version in _MODERN:
+        if headers.get("mcp-method") != "tools/call":
+            return False
+    elif version not in _HANDSHAKE:  # the 2025 era names the method in the body only
         return False
     length = headers.get("content-length")
     return length is not None and length.isdigit() and int(length) <= max_body
@@ -127,14 +140,17 @@ async def serve(
     headers: Headers,
     body: bytes,
 ) -> tuple[int, bytes] | None:
-    """(HTTP status, JSON body) for a plainly valid modern tools/call, or None (not handled:
-    nothing ran, the SDK must answer it)."""
+    """(HTTP status, JSON body) for a plainly valid tools/call, or None (not handled: nothing
+    ran, the SDK must answer it)."""
     if not headers.get("content-type", "").lower().startswith("application/json"):
         return None
     if not _accepts_json(headers.get("accept", "")):
         return None
+    header_version = headers.get("mcp-protocol-version", "")
+    modern = header_version in _MODERN
     try:
-        decoded = json.loads(body)
+        # Each era's SDK entry parses with its own parser; so does this path.
+        decoded = json.loads(body) if modern else pydantic_core.from_json(body)
     except (ValueError, RecursionError):
         return None
     # A subset of what JSONRPCRequest accepts (strict types, no extra members).
@@ -147,13 +163,20 @@ async def serve(
         or not isinstance(decoded.get("params"), dict)
     ):
         return None
-    if find_duplicated_routing_header(_header_items(scope)) is not None:
-        return None
-    verdict = classify_inbound_request(decoded, headers=dict(headers))
-    if isinstance(verdict, InboundLadderRejection):
-        return None
     params: dict[str, Any] = decoded["params"]
-    version = verdict.protocol_version
+    if modern:
+        if find_duplicated_routing_header(_header_items(scope)) is not None:
+            return None
+        verdict = classify_inbound_request(decoded, headers=dict(headers))
+        if isinstance(verdict, InboundLadderRejection):
+            return None
+        version = verdict.protocol_version
+    else:
+        meta = params.get("_meta")
+        if isinstance(meta, Mapping) and PROTOCOL_VERSION_META_KEY in meta:
+            return None  # a 2026 envelope on the handshake era: the SDK refuses it
+        # The stateless 2025 entry serves the version the header names.
+        version = header_version
     try:
         mcp_methods.validate_client_request("tools/call", version, params)
     except (ValidationError, KeyError):
@@ -162,25 +185,33 @@ async def serve(
     arguments = params.get("arguments")
     if not isinstance(name, str) or not (arguments is None or isinstance(arguments, Mapping)):
         return None
-    if _param_headers_refused(name, arguments or {}, headers):
+    if modern and _param_headers_refused(name, arguments or {}, headers):
         return None
 
     try:
         result = await pipeline.execute_call(req, name, dict(arguments or {}), version)
+        shaped = _shape(server, version, result, modern=modern)
+    except Exception as exc:
+        # MCPError and ValidationError as the SDK maps them; anything else (a bug) is a generic
+        # INTERNAL_ERROR, logged (the 2025 entry would put the exception text on the wire).
+        error = modern_error_data(exc)
+        if modern:
+            payload = JSONRPCError(jsonrpc="2.0", id=request_id, error=error).model_dump(
+                mode="json", by_alias=True, exclude_none=True
+            )
+            status = ERROR_CODE_HTTP_STATUS.get(error.code, 200)
+            return status, json.dumps(payload, separators=(",", ":")).encode()
+        # The 2025 entry answers JSON-RPC errors with HTTP 200.
+        reply = JSONRPCError(jsonrpc="2.0", id=request_id, error=error)
+        return 200, reply.model_dump_json(by_alias=True, exclude_unset=True).encode()
+    if modern:
         # What JSONRPCResponse(...).model_dump(exclude_none=True) gives: `exclude_none` does
         # not reach into the result dict, which `_shape` made JSON-ready.
-        payload: dict[str, Any] = {
-            "jsonrpc": "2.0",
-            "id": request_id,
-            "result": _shape(server, version, result),
-        }
-        status = 200
-    except Exception as exc:
-        error = modern_error_data(exc)
-        reply = JSONRPCError(jsonrpc="2.0", id=request_id, error=error)
-        payload = reply.model_dump(mode="json", by_alias=True, exclude_none=True)
-        status = ERROR_CODE_HTTP_STATUS.get(error.code, 200)
-    return status, json.dumps(payload, separators=(",", ":")).encode()
+        envelope = {"jsonrpc": "2.0", "id": request_id, "result": shaped}
+        return 200, json.dumps(envelope, separators=(",", ":")).encode()
+    # As the 2025 transport writes it (pydantic's JSON, exclude_unset).
+    response = JSONRPCResponse(jsonrpc="2.0", id=request_id, result=shaped)
+    return 200, response.model_dump_json(by_alias=True, exclude_unset=True).encode()
 
 
 def _header_items(scope: Scope) -> list[tuple[str, str]]:
@@ -196,7 +227,7 @@ def _param_headers_refused(name: str, arguments: Mapping[str, Any], headers: Hea
     return validate_mcp_param_headers(schema, arguments, headers) is not None
 
 
-def _shape(server: Server[Any], version: str, result: Any) -> dict[str, Any]:
+def _shape(server: Server[Any], version: str, result: Any, *, modern: bool) -> dict[str, Any]:
     """The result's wire form, as the SDK runner's `_serialize` makes it for tools/call."""
     dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
     try:
@@ -205,6 +236,8 @@ def _shape(server: Server[Any], version: str, result: Any) -> dict[str, Any]:
         # As the SDK runner: a server bug, not the client's; details stay in the log.
         logger.exception("tools/call produced an invalid result")
         raise MCPError(INTERNAL_ERROR, "Handler returned an invalid result") from None
+    if not modern:
+        return dumped  # handshake-era results carry neither resultType nor the serverInfo stamp
     if dumped.get("resultType") is None:
         dumped["resultType"] = "complete"
     meta = dumped.get("_meta")

@@ -1,11 +1,12 @@
-"""gateway.fastpath answers a plainly valid 2026-07-28 tools/call without the SDK's server stack.
-Each request here is sent twice, fast path on and off (the SDK then answers everything), and
-the two answers must be the same: status, body, and what the audit trail records. Requests the
-fast path must not answer (bad headers, bad envelopes, other methods, the 2025 era) reach the
-SDK, which is seen in the endpoint's `fast_served` counter staying put."""
+"""gateway.fastpath answers a plainly valid tools/call (either protocol era) without the SDK's
+server stack. Each request here is sent twice, fast path on and off (the SDK then answers
+everything), and the two answers must be the same: status, body, and what the audit trail
+records. Requests the fast path must not answer (bad headers, bad envelopes, other methods)
+reach the SDK, which is seen in the endpoint's `fast_served` counter staying put."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from tests.gateway.conftest import http_server, post
 pytestmark = [pytest.mark.e2e]
 
 MODERN = "2026-07-28"
+LEGACY = "2025-11-25"
 ENVELOPE = {
     "io.modelcontextprotocol/protocolVersion": MODERN,
     "io.modelcontextprotocol/clientCapabilities": {},
@@ -54,6 +56,13 @@ def _headers(name: str, **extra: str) -> dict[str, str]:
     return {"MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": name, **extra}
 
 
+def _request(era: str, name: str, arguments: Any, **call: Any) -> tuple[dict, dict[str, str]]:
+    """(body, headers) of a tools/call in `era` (the 2025 era: no envelope, no routing headers)."""
+    if era == MODERN:
+        return _call(name, arguments, **call), _headers(name)
+    return _call(name, arguments, meta=None, **call), {"MCP-Protocol-Version": LEGACY}
+
+
 def _audit_trail(since: int) -> list[tuple[Any, ...]]:
     return [
         (e.action, e.outcome, e.decision, e.error_class, e.tool, e.details.get("code"))
@@ -80,6 +89,7 @@ def _both_ways(url: str, key: str, body: Any, headers: dict[str, str], raw: byte
     return answers[0], answers[1], endpoint.fast_served - served_before, trails
 
 
+@pytest.mark.parametrize("era", [LEGACY, MODERN])
 @pytest.mark.parametrize(
     ("name", "arguments"),
     [
@@ -90,13 +100,12 @@ def _both_ways(url: str, key: str, body: Any, headers: dict[str, str], raw: byte
         ("fault.nope", {}),  # unknown tool
     ],
 )
-def test_valid_modern_calls_are_answered_by_the_fast_path_exactly_as_by_the_sdk(
-    endpoint, name, arguments
+def test_valid_calls_are_answered_by_the_fast_path_exactly_as_by_the_sdk(
+    endpoint, era, name, arguments
 ):
     url, key = endpoint
-    fast, sdk, served, (fast_audit, sdk_audit) = _both_ways(
-        url, key, _call(name, arguments), _headers(name)
-    )
+    body, headers = _request(era, name, arguments)
+    fast, sdk, served, (fast_audit, sdk_audit) = _both_ways(url, key, body, headers)
     assert served == 1
     assert fast == sdk
     assert fast_audit == sdk_audit and len(fast_audit) == 1
@@ -156,15 +165,42 @@ def test_unusual_but_valid_envelopes_are_left_to_the_sdk_which_serves_them(endpo
     assert fast_audit == sdk_audit and fast_audit[0][0] == "tool.call"
 
 
-def test_malformed_json_and_the_2025_era_are_left_to_the_sdk(endpoint):
+def test_malformed_json_is_left_to_the_sdk(endpoint):
     url, key = endpoint
     fast, sdk, served, _ = _both_ways(
         url, key, None, _headers("fault.echo"), raw=b'{"jsonrpc": "2.0", "id": 1, "method": '
     )
     assert served == 0 and fast == sdk and fast[1]["error"]["code"] == -32700
-    legacy = {"MCP-Protocol-Version": "2025-11-25"}
-    _, _, served, _ = _both_ways(url, key, _call("fault.echo", {"message": "x"}, meta=None), legacy)
-    assert served == 0
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "headers"),
+    [
+        ("2026 envelope on the 2025 era", _call("fault.echo", {"message": "x"}),
+         {"MCP-Protocol-Version": LEGACY}),
+        ("not JSON", None, {"MCP-Protocol-Version": LEGACY}),
+        ("UTF-16 body", None, {"MCP-Protocol-Version": LEGACY}),
+        ("other method", {"jsonrpc": "2.0", "id": 3, "method": "tools/list"},
+         {"MCP-Protocol-Version": LEGACY}),
+        ("batch", [_call("fault.echo", {"message": "x"}, meta=None)],
+         {"MCP-Protocol-Version": LEGACY}),
+        ("params not an object", {**_call("fault.echo", {}, meta=None), "params": 5},
+         {"MCP-Protocol-Version": LEGACY}),
+        ("unknown handshake version", _call("fault.echo", {"message": "x"}, meta=None),
+         {"MCP-Protocol-Version": "2025-01-01"}),
+    ],
+)  # fmt: skip
+def test_2025_era_requests_the_sdk_must_judge_are_left_to_it(endpoint, case, body, headers):
+    url, key = endpoint
+    raw = None
+    if case == "not JSON":
+        raw = b'{"jsonrpc": "2.0", "id": 1, "method": '
+    elif case == "UTF-16 body":
+        raw = json.dumps(_call("fault.echo", {"message": "x"}, meta=None)).encode("utf-16")
+    fast, sdk, served, (fast_audit, sdk_audit) = _both_ways(url, key, body, headers, raw=raw)
+    assert served == 0, case
+    assert fast == sdk, case
+    assert fast_audit == sdk_audit, case
 
 
 def test_tracing_on_sends_calls_through_the_sdk(endpoint, monkeypatch):
