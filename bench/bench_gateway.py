@@ -30,6 +30,9 @@ through the catalog services, applies a policy allowing `bench.echo`, issues an 
 measurements (so the sampler does not skew them); `.txt` gives collapsed stacks instead;
 `--profile-gil` samples only the thread holding the GIL (CPU rather than waiting).
 
+`--client-era legacy` makes the benchmark's client (direct and through the gateway) speak
+2025-11-25 with `initialize` instead of 2026-07-28 (the JSON report records `client_era`).
+
 `GATEWAY_LEAN_UPSTREAM=false` in the environment makes the gateway send every upstream call
 through the SDK client instead of the lean path (an A/B of gateway.lean); the JSON report
 records which (`lean_upstream`).
