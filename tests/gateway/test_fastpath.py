@@ -10,6 +10,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import gateway.asgi as gateway_asgi
 from audit.models import AuditEvent
@@ -83,7 +85,9 @@ def _both_ways(url: str, key: str, body: Any, headers: dict[str, str], raw: byte
             response = post(url, body, key=key, headers=headers, raw=raw)
         finally:
             endpoint.fast_path = True
-        is_json = response.headers.get("content-type", "").startswith("application/json")
+        is_json = response.content and response.headers.get("content-type", "").startswith(
+            "application/json"
+        )
         answers.append((response.status_code, response.json() if is_json else response.text))
         trails.append(_audit_trail(last))
     return answers[0], answers[1], endpoint.fast_served - served_before, trails
@@ -226,3 +230,59 @@ def test_fast_answers_carry_the_request_id_of_their_audit_record(endpoint):
     assert response.headers["x-request-id"] == "trace-me-123"
     event = AuditEvent.objects.filter(action="tool.call").latest("id")
     assert event.request_id == "trace-me-123"
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    era=st.sampled_from([LEGACY, MODERN]),
+    request_id=st.integers(-5, 2**40)
+    | st.text(max_size=6)
+    | st.none()
+    | st.booleans()
+    | st.floats(allow_nan=False, allow_infinity=False),
+    name=st.sampled_from(["fault.echo", "fault.fail", "fault.crash", "fault.nope"])
+    | st.text(max_size=8),
+    arguments=st.none()
+    | st.fixed_dictionaries({}, optional={"message": _json_values, "extra": _json_values})
+    | _json_values,
+    meta=st.sampled_from(["envelope", "none", "no capabilities", "old version", "progress"]),
+    name_header=st.sampled_from(["same", "other", "absent"]),
+)
+def test_fuzz_fast_path_answers_exactly_as_the_sdk(
+    endpoint, era, request_id, name, arguments, meta, name_header
+):
+    """Random tools/call requests, mostly well-formed: whatever the fast path answers, the SDK
+    answers the same way, and the audit trail records the same."""
+    url, key = endpoint
+    metas = {
+        "envelope": ENVELOPE,
+        "none": None,
+        "no capabilities": {"io.modelcontextprotocol/protocolVersion": MODERN},
+        "old version": {**ENVELOPE, "io.modelcontextprotocol/protocolVersion": LEGACY},
+        "progress": {"progressToken": 7},
+    }
+    body = _call(name, arguments, id_=request_id, meta=metas[meta])
+    headers = {"MCP-Protocol-Version": era}
+    if era == MODERN:
+        headers["Mcp-Method"] = "tools/call"
+        if name_header == "same":
+            headers["Mcp-Name"] = name
+        elif name_header == "other":
+            headers["Mcp-Name"] = "fault.other"
+    headers = {k: v for k, v in headers.items() if v and v.isascii() and v.isprintable()}
+    fast, sdk, _, (fast_audit, sdk_audit) = _both_ways(url, key, body, headers)
+    assert fast == sdk
+    assert fast_audit == sdk_audit
