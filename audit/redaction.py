@@ -25,8 +25,19 @@ MAX_DEPTH = 12
 MAX_STRING = 4096
 
 
+_key_verdicts: dict[str, bool] = {}
+_KEY_VERDICTS_MAX = 4096
+
+
 def is_secret_key(key: str) -> bool:
-    return bool(_SECRET_KEY_RE.search(key))
+    # Keys repeat from record to record (every tool.call has the same few): remember the
+    # regex's verdict, for a bounded number of distinct keys.
+    verdict = _key_verdicts.get(key)
+    if verdict is None:
+        verdict = bool(_SECRET_KEY_RE.search(key))
+        if len(_key_verdicts) < _KEY_VERDICTS_MAX:
+            _key_verdicts[key] = verdict
+    return verdict
 
 
 def redact_string(value: str) -> str:

@@ -178,13 +178,34 @@ def _sql(connection: Any, fields: list[models.Field], rows: int) -> str:
 def _insert(connection: Any, fields: list[models.Field], events: Sequence[AuditEvent]) -> list[int]:
     sql = _sql(connection, fields, len(events))
     params: list[Any] = []
+    plain = _plain_types(fields)
     for event in events:
-        params.extend(f.get_db_prep_save(f.pre_save(event, True), connection) for f in fields)
+        for field, plain_type in zip(fields, plain, strict=True):
+            value = getattr(event, field.attname)
+            if plain_type is not None and (value is None or type(value) is plain_type):
+                params.append(value)  # what get_db_prep_save would return for it
+            else:
+                params.append(field.get_db_prep_save(field.pre_save(event, True), connection))
     if connection.vendor == "postgresql":
         return _insert_server_bound(connection, sql, params)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]
+
+
+# Field classes whose `pre_save` is the attribute and whose `get_db_prep_save` returns a value
+# of this exact type (or None) unchanged, on every backend: CharField.to_python passes str and
+# None through, FloatField/BigIntegerField.get_prep_value are float()/int() of it. Exact
+# classes only: a subclass may override either method.
+_PLAIN_FIELD_TYPES: dict[type, type] = {
+    models.CharField: str,
+    models.FloatField: float,
+    models.BigIntegerField: int,
+}
+
+
+def _plain_types(fields: list[models.Field]) -> list[type | None]:
+    return [_PLAIN_FIELD_TYPES.get(type(field)) for field in fields]
 
 
 _native_sql: dict[str, str] = {}
