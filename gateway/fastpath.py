@@ -45,6 +45,7 @@ from typing import Any
 import pydantic_core
 from mcp.server import Server
 from mcp.server.runner import modern_error_data
+from mcp.server.streamable_http import check_accept_headers
 from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
@@ -65,6 +66,7 @@ from mcp_types import methods as mcp_methods
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.types import Message, Receive, Scope
 
 from config.env import env_bool
@@ -127,12 +129,6 @@ def replay(messages: list[Message], receive: Receive) -> Receive:
     return replayed
 
 
-def _accepts_json(accept: str) -> bool:
-    # As mcp.server.streamable_http.check_accept_headers (RFC 7231 wildcards).
-    types = [part.strip().split(";")[0].strip().lower() for part in accept.split(",")]
-    return "*/*" in types or any(t in ("application/json", "application/*") for t in types)
-
-
 async def serve(
     server: Server[Any],
     req: pipeline.GatewayRequest,
@@ -144,7 +140,8 @@ async def serve(
     ran, the SDK must answer it)."""
     if not headers.get("content-type", "").lower().startswith("application/json"):
         return None
-    if not _accepts_json(headers.get("accept", "")):
+    accepts_json, _ = check_accept_headers(Request(scope))  # the SDK's own Accept rule
+    if not accepts_json:
         return None
     header_version = headers.get("mcp-protocol-version", "")
     modern = header_version in _MODERN

@@ -31,7 +31,7 @@ from gateway.breaker import breakers
 from gateway.directory import OrgView, ServerEntry, directory
 from gateway.pool import UpstreamConfig
 from policies.engine import compile
-from policies.types import CatalogSnapshot, CatalogTool, PolicySpec
+from policies.types import CatalogSnapshot, CatalogTool, PolicySpec, Subjects, ToolRules
 from tenants.models import Organization
 from tests.factories import AgentFactory, AgentKeyFactory
 from tests.peers.process import free_port
@@ -167,6 +167,26 @@ def stdio_server(
         **kw,
     )
     return CatalogServer(slug=slug, upstream=config, tools=tools)
+
+
+def bot_policy(
+    name: str,
+    *,
+    tools: Sequence[str] = (),
+    servers: Sequence[str] = (),
+    deny: Sequence[str] = (),
+    agent: str = "triage-bot",
+    **fields: Any,
+) -> PolicySpec:
+    """A policy for one agent (the `agent_key` default): allow these tools or whole servers,
+    deny these tools; other PolicySpec fields (e.g. `limits`) as given."""
+    return PolicySpec(
+        name=name,
+        subjects=Subjects(agents=(agent,)),
+        allow=ToolRules(tools=tuple(tools), servers=tuple(servers)),
+        deny=ToolRules(tools=tuple(deny)),
+        **fields,
+    )
 
 
 @pytest.fixture

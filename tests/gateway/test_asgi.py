@@ -10,10 +10,9 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from audit.models import AuditEvent
-from policies.types import PolicySpec, Subjects, ToolRules
 from tenants.models import AgentKey
 from tests.factories import AgentFactory, AgentKeyFactory
-from tests.gateway.conftest import ERAS, http_server, mcp_client, post
+from tests.gateway.conftest import ERAS, bot_policy, http_server, mcp_client, post
 
 pytestmark = [pytest.mark.e2e]
 
@@ -25,11 +24,10 @@ def fault_catalog(gateway, gateway_catalog, fault_server, org_a):
         org_a,
         servers=[server],
         policies=[
-            PolicySpec(
-                name="triage",
-                subjects=Subjects(agents=("triage-bot",)),
-                allow=ToolRules(tools=("fault.echo", "fault.slow", "fault.whoami", "fault.fail")),
-                deny=ToolRules(tools=("fault.fail",)),
+            bot_policy(
+                "triage",
+                tools=("fault.echo", "fault.slow", "fault.whoami", "fault.fail"),
+                deny=("fault.fail",),
             )
         ],
         tool_groups={"echoes": ("fault.echo",)},

@@ -14,8 +14,7 @@ from audit import services as audit_services
 from audit.models import AuditEvent
 from gateway import pipeline
 from gateway.audit_writer import AuditWriteFailed, audit_writer
-from policies.types import PolicySpec, Subjects, ToolRules
-from tests.gateway.conftest import http_server, mcp_client
+from tests.gateway.conftest import bot_policy, http_server, mcp_client
 
 
 def _event(org, n: int, **details):
@@ -242,13 +241,7 @@ def echo_catalog(gateway, gateway_catalog, fault_server, org_a):
     gateway_catalog(
         org_a,
         servers=[http_server("fault", fault_server.url)],
-        policies=[
-            PolicySpec(
-                name="triage",
-                subjects=Subjects(agents=("triage-bot",)),
-                allow=ToolRules(tools=("fault.echo",)),
-            )
-        ],
+        policies=[bot_policy("triage", tools=("fault.echo",))],
     )
 
 

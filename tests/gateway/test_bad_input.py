@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from audit.models import AuditEvent
-from policies.types import Limits, PolicySpec, Subjects, ToolRules
-from tests.gateway.conftest import http_server, mcp_client, post
+from policies.types import Limits
+from tests.gateway.conftest import bot_policy, http_server, mcp_client, post
 
 pytestmark = [pytest.mark.e2e]
 
@@ -22,14 +22,7 @@ def endpoint(gateway, gateway_catalog, fault_server, org_a, agent_key):
     gateway_catalog(
         org_a,
         servers=[http_server("fault", fault_server.url)],
-        policies=[
-            PolicySpec(
-                name="triage",
-                subjects=Subjects(agents=("triage-bot",)),
-                allow=ToolRules(tools=("fault.echo", "fault.slow")),
-                deny=ToolRules(tools=("fault.crash",)),
-            )
-        ],
+        policies=[bot_policy("triage", tools=("fault.echo", "fault.slow"), deny=("fault.crash",))],
     )
     _, key = agent_key("triage-bot")
     return gateway.url("acme"), key
@@ -188,14 +181,7 @@ def test_rate_limit_names_the_limit_and_when_to_retry(
     gateway_catalog(
         org_a,
         servers=[http_server("fault", fault_server.url)],
-        policies=[
-            PolicySpec(
-                name="limited",
-                subjects=Subjects(agents=("triage-bot",)),
-                allow=ToolRules(tools=("fault.echo",)),
-                limits=Limits(per_minute=2),
-            )
-        ],
+        policies=[bot_policy("limited", tools=("fault.echo",), limits=Limits(per_minute=2))],
     )
     _, key = agent_key("triage-bot")
 

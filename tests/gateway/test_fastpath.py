@@ -7,16 +7,16 @@ reach the SDK, which is seen in the endpoint's `fast_served` counter staying put
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import gateway.asgi as gateway_asgi
 from audit.models import AuditEvent
-from policies.types import PolicySpec, Subjects, ToolRules
-from tests.gateway.conftest import http_server, post
+from tests.gateway.conftest import bot_policy, http_server, post
 
 pytestmark = [pytest.mark.e2e]
 
@@ -35,11 +35,8 @@ def endpoint(gateway, gateway_catalog, fault_server, org_a, agent_key):
         org_a,
         servers=[http_server("fault", fault_server.url)],
         policies=[
-            PolicySpec(
-                name="triage",
-                subjects=Subjects(agents=("triage-bot",)),
-                allow=ToolRules(tools=("fault.echo", "fault.fail", "fault.typed")),
-                deny=ToolRules(tools=("fault.crash",)),
+            bot_policy(
+                "triage", tools=("fault.echo", "fault.fail", "fault.typed"), deny=("fault.crash",)
             )
         ],
     )
@@ -88,7 +85,9 @@ def _both_ways(url: str, key: str, body: Any, headers: dict[str, str], raw: byte
         is_json = response.content and response.headers.get("content-type", "").startswith(
             "application/json"
         )
-        answers.append((response.status_code, response.json() if is_json else response.text))
+        # Each request has its own id; a -32050 message names it, so compare without it.
+        text = re.sub(r"request id [0-9a-f]+", "request id <id>", response.text)
+        answers.append((response.status_code, json.loads(text) if is_json else text))
         trails.append(_audit_trail(last))
     return answers[0], answers[1], endpoint.fast_served - served_before, trails
 
@@ -241,6 +240,16 @@ _json_values = st.recursive(
 )
 
 
+# Found by this test on PostgreSQL: a NUL in an argument cannot be stored in the audit row's
+# jsonb, so the call fails closed (-32050) on both paths; kept as a fixed example.
+@example(
+    era=LEGACY,
+    request_id=0,
+    name="fault.echo",
+    arguments={"message": "\x00"},
+    meta="envelope",
+    name_header="same",
+)
 @settings(
     max_examples=40,
     deadline=None,

@@ -12,16 +12,11 @@ import pytest
 
 from audit.models import AuditEvent
 from gateway.conf import gateway_settings
-from policies.types import PolicySpec, Subjects, ToolRules
-from tests.gateway.conftest import http_server, mcp_client, stdio_server
+from tests.gateway.conftest import bot_policy, http_server, mcp_client, stdio_server
 
 pytestmark = [pytest.mark.e2e]
 
-ALLOW_FAULT = PolicySpec(
-    name="faults",
-    subjects=Subjects(agents=("triage-bot",)),
-    allow=ToolRules(servers=("fault",)),
-)
+ALLOW_FAULT = bot_policy("faults", servers=("fault",))
 
 
 @pytest.fixture

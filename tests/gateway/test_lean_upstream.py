@@ -13,18 +13,14 @@ import pytest
 
 from audit.models import AuditEvent
 from gateway.pool import pool
-from policies.types import PolicySpec, Subjects, ToolRules
-from tests.gateway.conftest import ERAS, http_server, mcp_client, stdio_server
+from policies.types import PolicySpec
+from tests.gateway.conftest import ERAS, bot_policy, http_server, mcp_client, stdio_server
 
 pytestmark = [pytest.mark.e2e]
 
 
 def _allow(server: str) -> PolicySpec:
-    return PolicySpec(
-        name=f"allow-{server}",
-        subjects=Subjects(agents=("triage-bot",)),
-        allow=ToolRules(servers=(server,)),
-    )
+    return bot_policy(f"allow-{server}", servers=(server,))
 
 
 def _fresh(server, suffix: str):

@@ -32,8 +32,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from audit.models import AuditEvent
 from gateway import tracing
-from policies.types import PolicySpec, Subjects, ToolRules
-from tests.gateway.conftest import http_server, mcp_client
+from tests.gateway.conftest import bot_policy, http_server, mcp_client
 from tests.peers.process import free_port
 
 pytestmark = [pytest.mark.e2e]
@@ -182,13 +181,7 @@ def probe_catalog(gateway, gateway_catalog, probe, org_a):
     gateway_catalog(
         org_a,
         servers=[http_server("probe", probe.url)],
-        policies=[
-            PolicySpec(
-                name="notes",
-                subjects=Subjects(agents=("triage-bot",)),
-                allow=ToolRules(tools=("probe.note",)),
-            )
-        ],
+        policies=[bot_policy("notes", tools=("probe.note",))],
     )
     return probe
 
