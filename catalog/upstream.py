@@ -9,9 +9,10 @@ What is enforced here, for every caller (tool fetch, drift sync, the gateway's p
 - Egress (HTTP): the URL's host must be one of the server's declared egress hosts, and every
   address it resolves to must be public unless the operator allows private networks
   (CATALOG_ALLOW_PRIVATE_NETWORKS) or loopback (CATALOG_ALLOW_LOOPBACK). It is checked on every
-  request the client sends, so a redirect or a DNS change cannot slip past it. (The address is
-  resolved again by the HTTP stack when it connects: a DNS answer that changes within that
-  instant is not caught; pin upstreams by IP where that matters.)
+  request the client sends, so a redirect or a DNS change cannot slip past it, and again by the
+  transport's network backend for every new connection, which then connects only to the
+  addresses that check approved (never to a second DNS answer: a rebinding between check and
+  connect cannot move it). TLS is still verified against the URL's host name (SNI too).
 - Size: a response body over CATALOG_MAX_RESPONSE_BYTES, a stdio line over the same cap, or a
   stdio server that writes only noise ends the session with a clear error instead of growing
   memory.
@@ -47,6 +48,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+import httpcore2
 import httpx2
 import mcp_types
 from django.conf import settings
@@ -198,8 +200,14 @@ async def check_egress(url: str, egress_hosts: Iterable[str]) -> None:
 async def egress_addresses(url: str, egress_hosts: Iterable[str]) -> list[str]:
     """`check_egress`, returning the addresses it approved: a client that connects to these
     (and not to a fresh DNS answer) cannot be moved elsewhere between the check and the
-    connect (gateway.http1 does)."""
+    connect (gateway.http1 and GuardedTransport do)."""
     _scheme, host, port = check_url_shape(url)
+    return await egress_host_addresses(host, port, egress_hosts)
+
+
+async def egress_host_addresses(host: str, port: int, egress_hosts: Iterable[str]) -> list[str]:
+    """The addresses `host`:`port` may be connected to (its host declared, every address it
+    resolves to allowed), or UpstreamError(code="egress_refused")."""
     egress_hosts = tuple(egress_hosts)
     if not host_allowed(host, egress_hosts):
         declared = ", ".join(egress_hosts) or "none"
@@ -242,12 +250,73 @@ class _CappedStream(httpx2.AsyncByteStream):
         await self._inner.aclose()
 
 
+class PinnedNetworkBackend(httpcore2.AsyncNetworkBackend):
+    """httpcore2 network backend that runs the egress check for every new connection and
+    connects only to the addresses it approved, in order (the last connect error if none
+    answers). httpcore2 still starts TLS with `server_hostname` = the URL's host, so the
+    certificate is verified against the name, not the address."""
+
+    def __init__(self, egress_hosts: Iterable[str]) -> None:
+        self._egress = tuple(egress_hosts)
+        self._inner = httpcore2.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        addresses = await egress_host_addresses(host, port, self._egress)
+        error: Exception = httpcore2.ConnectError(f"{host} resolved to no address")
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
+                error = exc
+        raise error
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        raise httpcore2.ConnectError("unix sockets are not an egress path")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def pinned_transport(egress_hosts: Iterable[str]) -> httpx2.AsyncHTTPTransport:
+    """httpx2's own transport (its exception mapping, its defaults: no proxy variables) whose
+    connection pool connects through `PinnedNetworkBackend`. httpx2 takes no network backend,
+    so its pool is replaced by an equivalent one (httpx2's default limits) that does."""
+    transport = httpx2.AsyncHTTPTransport(trust_env=False)
+    transport._pool = httpcore2.AsyncConnectionPool(
+        ssl_context=httpx2.create_ssl_context(trust_env=False),
+        max_connections=100,
+        max_keepalive_connections=20,
+        keepalive_expiry=5.0,
+        network_backend=PinnedNetworkBackend(egress_hosts),
+    )
+    return transport
+
+
 class GuardedTransport(httpx2.AsyncBaseTransport):
-    """httpx2 transport that checks egress on every request and caps response sizes."""
+    """httpx2 transport that checks egress on every request, connects only to the addresses
+    the check approved (PinnedNetworkBackend), and caps response sizes."""
 
     def __init__(self, egress_hosts: Iterable[str], max_bytes: int) -> None:
-        self._inner = httpx2.AsyncHTTPTransport(trust_env=False)
         self._egress = tuple(egress_hosts)
+        self._inner = pinned_transport(self._egress)
         self._max_bytes = max_bytes
         # The SDK folds HTTP statuses into generic JSON-RPC errors; keep the first failing one
         # so the user learns "HTTP 401" rather than "error response".
@@ -805,6 +874,8 @@ __all__ = [
     "ToolListing",
     "check_egress",
     "classify_error",
+    "egress_addresses",
+    "egress_host_addresses",
     "host_allowed",
     "list_tools",
     "list_tools_sync",

@@ -16,9 +16,10 @@ never asks for it and refuses an encoded body), no HTTP/2.
 Egress: with the catalog's declared hosts, every new connection goes through
 `catalog.upstream.egress_addresses` (the URL's host must be declared, and every address it
 resolves to must be allowed) and then connects to one of exactly those addresses, so a DNS
-answer that changes between the check and the connect cannot redirect the call (the rebinding
-gap that the httpx2 transport had). Connections are kept idle for at most `idle_seconds` and
-dropped as soon as the server closes them (the protocol sees the FIN; no poll per request).
+answer that changes between the check and the connect cannot redirect the call (the catalog's
+httpx2 transport, used by every other upstream path, does the same in its network backend).
+Connections are kept idle for at most `idle_seconds` and dropped as soon as the server closes
+them (the protocol sees the FIN; no poll per request).
 
 Failures raise httpx2's transport exception classes (ConnectError, ConnectTimeout,
 RemoteProtocolError, ReadError, LocalProtocolError) so gateway.pool classifies them as before:
