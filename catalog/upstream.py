@@ -37,6 +37,7 @@ import queue
 import shutil
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -567,6 +568,20 @@ def _flatten(exc: BaseException) -> list[BaseException]:
     return chain
 
 
+def _certificate_failure(found: list[BaseException]) -> ssl.SSLCertVerificationError | None:
+    """The certificate error behind a connect failure, if any: httpcore raises its ConnectError
+    while handling the ssl error (its __context__, not its __cause__)."""
+    for item in found:
+        seen = 0
+        current: BaseException | None = item
+        while current is not None and seen < 5:
+            if isinstance(current, ssl.SSLCertVerificationError):
+                return current
+            current = current.__cause__ or current.__context__
+            seen += 1
+    return None
+
+
 def _redact(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, "***")
@@ -611,6 +626,15 @@ def classify_error(
                 f"server.{tail}",
                 code="exited",
             )
+    tls = _certificate_failure(found)
+    if tls is not None:
+        # Not "unreachable": the server answered, with a certificate we must not trust.
+        reason = tls.verify_message or tls.reason or "verification failed"
+        return UpstreamError(
+            f"{where} presented a TLS certificate the gateway cannot verify ({reason}): "
+            "it must be valid for the URL's host name and issued by a trusted authority.",
+            code="unreachable",
+        )
     for item in found:
         if isinstance(item, httpx2.ConnectError | httpx2.ConnectTimeout):
             return UpstreamError(

@@ -180,6 +180,9 @@ def test_tls_is_verified_against_the_host_name_not_the_address(dns, trusted_ca) 
             list_tools_sync(http(f"https://impostor.test:{port}/mcp", "impostor.test"))
     assert {t.name for t in listing.tools} == {t["name"] for t in DEFAULT_TOOLS}
     assert wrong_name.value.code == "unreachable"
+    # The admin is told why, not "connection refused": the certificate names another host.
+    assert "TLS certificate the gateway cannot verify" in str(wrong_name.value)
+    assert "Hostname mismatch" in str(wrong_name.value)
 
 
 def test_the_transport_sends_sni_and_refuses_a_certificate_for_another_name(
