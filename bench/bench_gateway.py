@@ -80,7 +80,9 @@ def serve_upstream(port: int) -> None:
     from mcp.server.mcpserver import MCPServer
     from mcp.server.transport_security import TransportSecuritySettings
 
-    server = MCPServer("bench-upstream")
+    # WARNING, as the gateway runs: MCPServer's default (INFO) logs a line per 2025-era request
+    # ("Terminating session"), which would bill the direct path for logging the gateway skips.
+    server = MCPServer("bench-upstream", log_level="WARNING")
 
     @server.tool(annotations={"readOnlyHint": True})
     def echo(message: str) -> str:
