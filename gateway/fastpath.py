@@ -71,6 +71,7 @@ from starlette.types import Message, Receive, Scope
 
 from config.env import env_bool
 from gateway import pipeline, tracing
+from gateway.lean import UpstreamResult
 
 logger = logging.getLogger(__name__)
 
@@ -226,13 +227,19 @@ def _param_headers_refused(name: str, arguments: Mapping[str, Any], headers: Hea
 
 def _shape(server: Server[Any], version: str, result: Any, *, modern: bool) -> dict[str, Any]:
     """The result's wire form, as the SDK runner's `_serialize` makes it for tools/call."""
-    dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-    try:
-        dumped = mcp_methods.serialize_server_result("tools/call", version, dumped)
-    except ValidationError:
-        # As the SDK runner: a server bug, not the client's; details stay in the log.
-        logger.exception("tools/call produced an invalid result")
-        raise MCPError(INTERNAL_ERROR, "Handler returned an invalid result") from None
+    wire = result.wire_for.get(version) if isinstance(result, UpstreamResult) else None
+    if wire is not None:
+        # The upstream's answer, already validated and shaped for this very version (what the
+        # lines below would make of it again); a copy, as the stamp below adds to it.
+        dumped = dict(wire)
+    else:
+        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        try:
+            dumped = mcp_methods.serialize_server_result("tools/call", version, dumped)
+        except ValidationError:
+            # As the SDK runner: a server bug, not the client's; details stay in the log.
+            logger.exception("tools/call produced an invalid result")
+            raise MCPError(INTERNAL_ERROR, "Handler returned an invalid result") from None
     if not modern:
         return dumped  # handshake-era results carry neither resultType nor the serverInfo stamp
     if dumped.get("resultType") is None:

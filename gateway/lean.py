@@ -55,6 +55,7 @@ from mcp_types import methods as mcp_methods
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
+from pydantic import PrivateAttr
 
 from config.env import env_bool
 from gateway import tracing
@@ -336,15 +337,43 @@ class LeanUpstream:
         ttl = raw.get("ttlMs")
         if isinstance(ttl, int | float) and not isinstance(ttl, bool) and ttl < 0:
             raw["ttlMs"] = 0
+        wire: dict[str, Any] | None = None
         with contextlib.suppress(KeyError):
-            mcp_methods.validate_server_result("tools/call", self.protocol_version, raw)
+            # Validated against this version's schema, and kept in the shape it gives.
+            wire = mcp_methods.serialize_server_result("tools/call", self.protocol_version, raw)
         foreign = _later_revision_fields("tools/call", self.protocol_version)
         if foreign and not foreign.isdisjoint(raw):
             raw = {k: v for k, v in raw.items() if k not in foreign}
-        result = CallToolResult.model_validate(raw, by_name=False)
+        result = UpstreamResult.model_validate(raw, by_name=False)
+        if wire is not None:
+            result.wire_for[self.protocol_version] = wire
         if not result.is_error:
             await session.validate_tool_result(name, result)  # the SDK's output-schema check
         return result
+
+
+class UpstreamResult(CallToolResult):
+    """A CallToolResult as the upstream sent it, remembering its wire form per protocol
+    version (what `serialize_server_result` made of the upstream's answer): the fast path
+    answers a client of that version with it instead of dumping and re-validating the model.
+    A copy (`model_copy`, as redaction makes one with changed content) has none: the wire form
+    describes this object's content only."""
+
+    _wire_for: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def wire_for(self) -> dict[str, dict[str, Any]]:
+        return self._wire_for
+
+    def __copy__(self) -> UpstreamResult:
+        copied = super().__copy__()
+        copied._wire_for = {}
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> UpstreamResult:
+        copied = super().__deepcopy__(memo)
+        copied._wire_for = {}
+        return copied
 
 
 def _observed() -> bool:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import gateway.asgi as gateway_asgi
 from audit.models import AuditEvent
+from policies.types import Redaction
 from tests.gateway.conftest import bot_policy, http_server, post
 
 pytestmark = [pytest.mark.e2e]
@@ -127,6 +128,31 @@ def test_a_successful_call_has_the_sdk_result_stamps(endpoint):
     assert result["resultType"] == "complete"
     # The upstream's own serverInfo stamp in the result wins over ours, as on the SDK path.
     assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "fault-server"
+
+
+@pytest.mark.parametrize("era", [LEGACY, MODERN])
+def test_result_redaction_applies_on_the_fast_path_as_on_the_sdk_path(
+    gateway, gateway_catalog, fault_server, org_a, agent_key, era
+):
+    """The fast path answers with the upstream's already-validated wire form when nothing
+    changed the result; a policy's `redact.results` changes it, so the masked result is sent."""
+    gateway_catalog(
+        org_a,
+        servers=[http_server("fault", fault_server.url)],
+        policies=[
+            bot_policy("triage", tools=("fault.echo",), redact=Redaction(results=("email",)))
+        ],
+    )
+    _, key = agent_key("triage-bot")
+    secret = json.dumps({"email": "alice@example.com", "n": 1})
+    body, headers = _request(era, "fault.echo", {"message": secret})
+    fast, sdk, served, _ = _both_ways(gateway.url("acme"), key, body, headers)
+    assert served == 1
+    assert fast == sdk
+    status, answer = fast
+    text = answer["result"]["content"][0]["text"]
+    assert status == 200 and "alice@example.com" not in text
+    assert json.loads(text)["n"] == 1 and json.loads(text)["email"] != "alice@example.com"
 
 
 @pytest.mark.parametrize(
