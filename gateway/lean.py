@@ -356,14 +356,20 @@ class UpstreamResult(CallToolResult):
     """A CallToolResult as the upstream sent it, remembering its wire form per protocol
     version (what `serialize_server_result` made of the upstream's answer): the fast path
     answers a client of that version with it instead of dumping and re-validating the model.
-    A copy (`model_copy`, as redaction makes one with changed content) has none: the wire form
-    describes this object's content only."""
+    A copy (`model_copy`, as redaction makes one with changed content) has none, and setting
+    a field drops it: the wire form describes this object's content only. (Nested content is
+    never changed in place: gateway.redaction builds new blocks and copies the result.)"""
 
     _wire_for: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
 
     @property
     def wire_for(self) -> dict[str, dict[str, Any]]:
         return self._wire_for
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name != "_wire_for":
+            self._wire_for = {}
 
     def __copy__(self) -> UpstreamResult:
         copied = super().__copy__()
