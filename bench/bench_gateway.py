@@ -276,13 +276,19 @@ async def run_bench(
         "upstream_ms_per_gateway_call": [],
         "gateway_sys_ms_per_call": [],
     }
+    by_level: dict[int, dict[str, float]] = {}
     for level in levels:
         totals = {"direct": [0, 0.0], "gateway": [0, 0.0]}
+        # CPU of this level's phases: (gateway process, upstream) seconds and calls, per path.
+        spent = {"gateway": [0.0, 0.0, 0], "direct": [0.0, 0.0, 0]}
         for _ in range(args.rounds):
             for path in ("direct", "gateway"):
                 done, elapsed, used = await phase(path, level, args.seconds)
                 totals[path][0] += done
                 totals[path][1] += elapsed
+                spent[path][0] += used["gateway"]
+                spent[path][1] += used["upstream"]
+                spent[path][2] += done
                 if path == "gateway":
                     cpu["gateway_ms_per_call"].append(used["gateway"] * 1000 / done)
                     cpu["gateway_sys_ms_per_call"].append(used["gateway_sys"] * 1000 / done)
@@ -292,7 +298,17 @@ async def run_bench(
         rates = {path: n / secs for path, (n, secs) in totals.items()}
         rates["ratio"] = rates["gateway"] / rates["direct"]
         throughput[level] = rates
+        gateway_ms = spent["gateway"][0] * 1000 / spent["gateway"][2]
+        upstream_ms = spent["direct"][1] * 1000 / spent["direct"][2]
+        by_level[level] = {
+            "gateway_ms_per_call": gateway_ms,
+            "upstream_ms_per_direct_call": upstream_ms,
+            "ratio": gateway_ms / upstream_ms,
+        }
     report["calls_per_s"] = throughput
+    # Per concurrency level: at c=1 every call is its own audit batch and runs with cold
+    # caches; under load batches grow and the ratio falls.
+    report["cpu_ms_per_call_by_level"] = by_level
     report["cpu_ms_per_call"] = {k: statistics.median(v) for k, v in cpu.items()}
     report["cpu_ratio_gateway_to_upstream"] = (
         report["cpu_ms_per_call"]["gateway_ms_per_call"]
@@ -357,6 +373,14 @@ def _print(report: dict, args: argparse.Namespace) -> None:
         f"{cpu['upstream_ms_per_direct_call']:.2f} per direct call and "
         f"{cpu['upstream_ms_per_gateway_call']:.2f} per gateway call "
         f"(gateway/upstream ratio {report['cpu_ratio_gateway_to_upstream']:.2f})"
+    )
+    print(
+        "  per level: "
+        + ", ".join(
+            f"c={level} {values['gateway_ms_per_call']:.2f} / "
+            f"{values['upstream_ms_per_direct_call']:.2f} ms = {values['ratio']:.2f}"
+            for level, values in report["cpu_ms_per_call_by_level"].items()
+        )
     )
     print(
         f"RSS: gateway {report['gateway_rss_mb']:.0f} MB (peak {report['gateway_peak_rss_mb']:.0f}),"

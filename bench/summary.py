@@ -24,6 +24,8 @@ def _figures(report: dict) -> dict[str, float]:
     }
     for level, values in report["calls_per_s"].items():
         figures[f"calls_per_s_ratio_c{level}"] = values["ratio"]
+    for level, values in report.get("cpu_ms_per_call_by_level", {}).items():
+        figures[f"cpu_ratio_c{level}"] = values["ratio"]
     return figures
 
 

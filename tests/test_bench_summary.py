@@ -13,6 +13,7 @@ def _report(added_p50: float, added_p99: float, gateway_cpu: float, rss: float) 
         "cpu_ratio_gateway_to_upstream": gateway_cpu / 0.5,
         "gateway_peak_rss_mb": rss,
         "calls_per_s": {1: {"ratio": 0.4}, 32: {"ratio": 0.7}},
+        "cpu_ms_per_call_by_level": {1: {"ratio": 2 * gateway_cpu}, 32: {"ratio": gateway_cpu}},
     }
 
 
@@ -29,6 +30,7 @@ def test_targets_are_judged_on_the_median_run_not_the_best_or_worst():
     assert summary["cpu_ratio"]["median"] == 1.2
     assert summary["gateway_to_direct_p50"]["median"] == (2.0 + 2.2) / 2.0
     assert summary["calls_per_s_ratio_c32"]["median"] == 0.7
+    assert summary["cpu_ratio_c1"] == {"median": 1.2, "min": 0.9, "max": 1.4}
     assert verdicts(summary) == {
         "added_p50_ms": "not met",
         "added_p99_ms": "met",
