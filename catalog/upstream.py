@@ -299,15 +299,9 @@ class PinnedNetworkBackend(httpcore2.AsyncNetworkBackend):
 def pinned_transport(egress_hosts: Iterable[str]) -> httpx2.AsyncHTTPTransport:
     """httpx2's own transport (its exception mapping, its defaults: no proxy variables) whose
     connection pool connects through `PinnedNetworkBackend`. httpx2 takes no network backend,
-    so its pool is replaced by an equivalent one (httpx2's default limits) that does."""
+    so the one of the pool it built (its limits, its TLS settings) is swapped."""
     transport = httpx2.AsyncHTTPTransport(trust_env=False)
-    transport._pool = httpcore2.AsyncConnectionPool(
-        ssl_context=httpx2.create_ssl_context(trust_env=False),
-        max_connections=100,
-        max_keepalive_connections=20,
-        keepalive_expiry=5.0,
-        network_backend=PinnedNetworkBackend(egress_hosts),
-    )
+    transport._pool._network_backend = PinnedNetworkBackend(egress_hosts)
     return transport
 
 

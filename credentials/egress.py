@@ -126,16 +126,10 @@ class PinnedNetworkBackend(httpcore2.NetworkBackend):
 
 def _transport() -> httpx2.HTTPTransport:
     """httpx2's own transport (its exception mapping) whose pool connects through
-    PinnedNetworkBackend: httpx2 takes no network backend, so its pool is replaced by an
-    equivalent one (httpx2's default limits and certificate store) that does."""
+    PinnedNetworkBackend: httpx2 takes no network backend, so the one of the pool it built
+    (its limits, its certificate store) is swapped."""
     transport = httpx2.HTTPTransport()
-    transport._pool = httpcore2.ConnectionPool(
-        ssl_context=httpx2.create_ssl_context(),
-        max_connections=100,
-        max_keepalive_connections=20,
-        keepalive_expiry=5.0,
-        network_backend=PinnedNetworkBackend(),
-    )
+    transport._pool._network_backend = PinnedNetworkBackend()
     return transport
 
 
