@@ -4,6 +4,9 @@
 so a change and its audit row commit or roll back together.
 """
 
+import datetime
+import ipaddress
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -251,14 +254,87 @@ def _native(sql: str) -> str:
 
 def _insert_server_bound(connection: Any, sql: str, params: list[Any]) -> list[int]:
     """PostgreSQL: the values travel beside the statement (server-side binding) instead of
-    being quoted into its text, and the statement is written with `$n` placeholders for
-    psycopg's RawCursor, which sends it as is: psycopg re-parses `%s` statements with more
-    than 50 parameters (three rows) on every execute, which cost more than the insert. An
-    unnamed statement, never a prepared one, so this works behind PgBouncer's transaction
-    pooling too. Errors are Django's, as on the ORM's own cursor."""
+    being quoted into its text, written with `$n` placeholders. An unnamed statement, never a
+    prepared one, so this works behind PgBouncer's transaction pooling too. Errors are
+    Django's, as on the ORM's own cursor.
+
+    The values the audit trail holds (text, numbers, timestamps, JSON, an IP address) are sent
+    straight through libpq's PQexecParams (`_exec_text_params`): psycopg's cursor machinery
+    (query conversion, per-value dumpers, its wait loop) cost the gateway's writer thread more
+    CPU than the insert's round trip. Any other value type goes through psycopg's RawCursor,
+    which is what this did before."""
     import psycopg
+    from psycopg import pq
 
     connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.RawCursor(connection.connection) as cursor:
-        cursor.execute(_native(sql), params, prepare=False)
-        return [row[0] for row in cursor.fetchall()]
+    pg_connection = connection.connection
+    values: list[bytes | None] | None = None
+    # Outside autocommit psycopg opens the transaction (BEGIN) with a statement's first
+    # execute: leave that first statement to it, so the batch stays one transaction.
+    if pg_connection.autocommit or pg_connection.pgconn.transaction_status == (
+        pq.TransactionStatus.INTRANS
+    ):
+        values = _text_params(params)
+    with connection.wrap_database_errors:
+        if values is not None:
+            return _exec_text_params(pg_connection, _native(sql).encode(), values)
+        with psycopg.RawCursor(pg_connection) as cursor:
+            cursor.execute(_native(sql), params, prepare=False)
+            return [row[0] for row in cursor.fetchall()]
+
+
+def _text_params(params: list[Any]) -> list[bytes | None] | None:
+    """`params` in PostgreSQL's text input format, or None when one of them is of a type this
+    does not encode (the caller then lets psycopg adapt them). The server infers each
+    parameter's type from its INSERT column. Text containing NUL is refused as psycopg refuses
+    it: libpq would cut such a value short at the NUL, silently storing less than was said."""
+    from django.db import DataError
+    from psycopg.types.json import Jsonb
+
+    out: list[bytes | None] = []
+    append = out.append
+    for value in params:
+        kind = type(value)
+        if value is None:
+            append(None)
+        elif kind is str or isinstance(value, str):  # TextChoices members are str too
+            if "\x00" in value:
+                raise DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+            append(value.encode())
+        elif kind is int:
+            append(str(value).encode())
+        elif kind is float:
+            append(repr(value).encode())
+        elif kind is datetime.datetime:
+            append(value.isoformat().encode())
+        elif kind is Jsonb:
+            dumped = (value.dumps or json.dumps)(value.obj)
+            if "\x00" in dumped:  # json.dumps escapes NUL; a custom encoder might not
+                raise DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+            append(dumped.encode())
+        elif kind in (ipaddress.IPv4Address, ipaddress.IPv6Address):
+            append(str(value).encode())
+        else:
+            return None
+    return out
+
+
+def _exec_text_params(pg_connection: Any, sql: bytes, values: list[bytes | None]) -> list[int]:
+    """Run the INSERT ... RETURNING id with text parameters on psycopg's libpq connection
+    (PQexecParams releases the GIL while it waits) and return the ids. A refused statement
+    raises the psycopg error PostgreSQL's SQLSTATE maps to (a lost connection:
+    OperationalError), which the caller turns into Django's."""
+    import psycopg
+    from psycopg import errors as pg_errors
+    from psycopg import pq
+
+    pgconn = pg_connection.pgconn
+    result = pgconn.exec_params(sql, values)
+    if result.status != pq.ExecStatus.TUPLES_OK:
+        if result.status == pq.ExecStatus.FATAL_ERROR:
+            raise pg_errors.error_from_result(result, encoding=pg_connection.info.encoding)
+        message = pgconn.get_error_message().decode("utf-8", "replace").strip()
+        raise psycopg.OperationalError(
+            message or f"unexpected result of the audit insert: {pq.ExecStatus(result.status).name}"
+        )
+    return [int(result.get_value(row, 0)) for row in range(result.ntuples)]

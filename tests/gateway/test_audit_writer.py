@@ -233,6 +233,57 @@ def test_a_row_postgres_refuses_fails_only_its_own_call(org_a):
     assert _committed_ns() == {0, 1, 2}
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_nul_in_a_text_column_is_refused_not_cut_short(org_a, monkeypatch):
+    """PostgreSQL: rows go through libpq's PQexecParams with text parameters, which would end a
+    value at a NUL character and store the rest of the row as if nothing was missing. A tool
+    name with a NUL is refused instead (only that call fails) and nothing of it is stored; the
+    other rows of the batch go through the libpq path, not the psycopg cursor."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite stores a NUL character")
+    through_libpq = []
+    real_exec = audit_services._exec_text_params
+
+    def spy(pg_connection, sql, values):
+        through_libpq.append(len(values))
+        return real_exec(pg_connection, sql, values)
+
+    monkeypatch.setattr(audit_services, "_exec_text_params", spy)
+    bad = _event(org_a, 99)
+    bad.tool = "read\x00_file_but_also_delete"
+
+    async def scenario():
+        writes = [audit_writer.write(_event(org_a, n)) for n in range(2)]
+        writes.insert(1, audit_writer.write(bad))
+        return await asyncio.gather(*writes, return_exceptions=True)
+
+    results = asyncio.run(scenario())
+    assert [type(r).__name__ for r in results] == ["NoneType", "AuditWriteFailed", "NoneType"]
+    assert _committed_ns() == {0, 1}
+    assert not AuditEvent.objects.filter(tool__startswith="read").exists()
+    assert through_libpq, "the rows did not go through PQexecParams"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_libpq_insert_maps_refusals_to_django_errors(org_a):
+    """A statement PostgreSQL refuses on the libpq path raises Django's error class for its
+    SQLSTATE (what the writer's row-by-row retry relies on), and the connection stays usable."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    event = _event(org_a, 1)
+    event.decision = "x" * 9  # varchar(8)
+    with pytest.raises(DataError):
+        audit_services.save_events([event])
+    audit_services.save_events([_event(org_a, 2)])
+    assert _committed_ns() == {2}
+
+
 # --------------------------------------------------------------------------- end to end
 
 
