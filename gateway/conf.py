@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from config.env import env_bool, env_float, env_int, env_list
 
@@ -91,3 +94,24 @@ def gateway_settings() -> GatewaySettings:
         db_threads=env_int("GATEWAY_DB_THREADS", 4),
         log_upstream_requests=env_bool("GATEWAY_LOG_UPSTREAM_REQUESTS", default=False),
     )
+
+
+_django_settings: dict[str, Any] = {}
+
+
+def django_setting(name: str, default: Any = None) -> Any:
+    """`settings.<name>` (or `default`), remembered: the gateway reads a few Django settings
+    on every call, and each read of `django.conf.settings` runs Python-level attribute
+    machinery. Settings do not change while a process runs, except in tests
+    (`override_settings`, pytest-django's `settings`), whose `setting_changed` signal makes
+    the next read fresh."""
+    try:
+        return _django_settings[name]
+    except KeyError:
+        value = _django_settings[name] = getattr(settings, name, default)
+        return value
+
+
+@receiver(setting_changed)
+def _forget_setting(*, setting: str, **_kwargs: Any) -> None:
+    _django_settings.pop(setting, None)

@@ -50,6 +50,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
     MCP_PARAM_HEADER_PREFIX,
+    X_MCP_HEADER_KEY,
     InboundLadderRejection,
     classify_inbound_request,
     find_duplicated_routing_header,
@@ -141,8 +142,7 @@ async def serve(
     ran, the SDK must answer it)."""
     if not headers.get("content-type", "").lower().startswith("application/json"):
         return None
-    accepts_json, _ = check_accept_headers(Request(scope))  # the SDK's own Accept rule
-    if not accepts_json:
+    if not _accepts_json(scope, headers.get("accept", "")):
         return None
     header_version = headers.get("mcp-protocol-version", "")
     modern = header_version in _MODERN
@@ -165,7 +165,7 @@ async def serve(
     if modern:
         if find_duplicated_routing_header(_header_items(scope)) is not None:
             return None
-        verdict = classify_inbound_request(decoded, headers=dict(headers))
+        verdict = classify_inbound_request(decoded, headers=_first_values(scope))
         if isinstance(verdict, InboundLadderRejection):
             return None
         version = verdict.protocol_version
@@ -212,6 +212,31 @@ async def serve(
     return 200, response.model_dump_json(by_alias=True, exclude_unset=True).encode()
 
 
+_accept_verdicts: dict[str, bool] = {}
+
+
+def _accepts_json(scope: Scope, accept: str) -> bool:
+    """The SDK's own Accept rule (`check_accept_headers`), remembered per Accept value:
+    clients send the same one on every request."""
+    verdict = _accept_verdicts.get(accept)
+    if verdict is None:
+        verdict, _ = check_accept_headers(Request(scope))
+        if len(_accept_verdicts) < 256:
+            _accept_verdicts[accept] = verdict
+    return verdict
+
+
+def _first_values(scope: Scope) -> dict[str, str]:
+    """What `dict(Headers(scope=scope))` gives (lower-case names, the first value of a repeated
+    header), in one pass over the raw headers."""
+    found: dict[str, str] = {}
+    for key, value in scope.get("headers", []):
+        name = key.decode("latin-1")
+        if name not in found:
+            found[name] = value.decode("latin-1")
+    return found
+
+
 def _header_items(scope: Scope) -> list[tuple[str, str]]:
     return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
 
@@ -220,9 +245,30 @@ def _param_headers_refused(name: str, arguments: Mapping[str, Any], headers: Hea
     if not arguments and not any(key.startswith(_PARAM_PREFIX) for key in headers):
         return False
     schema = pipeline.input_schema_for(name)
-    if schema is None:
+    if schema is None or not _declares_param_headers(schema):
         return False
     return validate_mcp_param_headers(schema, arguments, headers) is not None
+
+
+_annotated: dict[int, tuple[Mapping[str, Any], bool]] = {}
+
+
+def _declares_param_headers(schema: Mapping[str, Any]) -> bool:
+    """Whether `x-mcp-header` appears anywhere in the tool's input schema. Without it,
+    `validate_mcp_param_headers` has no annotated property to compare and accepts whatever the
+    headers say (its schema walks then cost CPU on every call for nothing). Remembered per
+    schema object (the directory's cached tool snapshot)."""
+    cached = _annotated.get(id(schema))
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    try:
+        declares = f'"{X_MCP_HEADER_KEY}"' in json.dumps(schema)
+    except (TypeError, ValueError):
+        declares = True  # not plain JSON: let the SDK look
+    if len(_annotated) >= 10_000:
+        _annotated.clear()
+    _annotated[id(schema)] = (schema, declares)
+    return declares
 
 
 def _shape(server: Server[Any], version: str, result: Any, *, modern: bool) -> dict[str, Any]:

@@ -58,7 +58,8 @@ from opentelemetry.trace import SpanKind
 from pydantic import PrivateAttr
 
 from config.env import env_bool
-from gateway import tracing
+from gateway import schema_check, tracing
+from gateway.conf import django_setting
 from gateway.http1 import Http1Client, Response
 
 logger = logging.getLogger(__name__)
@@ -85,9 +86,7 @@ class ResponseTooLarge(Exception):
 
 
 def _max_bytes() -> int:
-    from django.conf import settings
-
-    return int(settings.CATALOG_MAX_RESPONSE_BYTES)
+    return int(django_setting("CATALOG_MAX_RESPONSE_BYTES"))
 
 
 try:  # the SDK's client span (a no-op unless a global tracer provider records it)
@@ -347,7 +346,7 @@ class LeanUpstream:
         result = UpstreamResult.model_validate(raw, by_name=False)
         if wire is not None:
             result.wire_for[self.protocol_version] = wire
-        if not result.is_error:
+        if not result.is_error and not _output_conforms(session, name, result):
             await session.validate_tool_result(name, result)  # the SDK's output-schema check
         return result
 
@@ -380,6 +379,23 @@ class UpstreamResult(CallToolResult):
         copied = super().__deepcopy__(memo)
         copied._wire_for = {}
         return copied
+
+
+def _output_conforms(session: Any, name: str, result: CallToolResult) -> bool:
+    """True when the SDK's output-schema check (`validate_tool_result`) would certainly pass:
+    the session's cached listing has the tool, and it declares no output schema or the
+    structured content conforms to it (gateway.schema_check). False: run the SDK's check
+    (it re-lists unknown tools, refuses missing or invalid structured content, and words the
+    errors). The cache is the session's private `_tool_output_schemas`: an SDK without it
+    always gets its own check."""
+    schemas = getattr(session, "_tool_output_schemas", None)
+    if not isinstance(schemas, dict) or name not in schemas:
+        return False
+    schema = schemas[name]
+    if schema is None:
+        return True
+    structured = result.structured_content
+    return structured is not None and schema_check.output_conforms(schema, structured)
 
 
 def _observed() -> bool:

@@ -45,7 +45,7 @@ from mcp_types import (
     ToolAnnotations,
 )
 
-from gateway import errors, tracing
+from gateway import errors, schema_check, tracing
 from gateway.audit_writer import audit_writer
 from gateway.auth import GatewayPrincipal
 from gateway.breaker import breakers
@@ -338,8 +338,11 @@ def _validate_arguments(visible: VisibleTool, arguments: Mapping[str, Any]) -> N
             f"The input schema of '{visible.name}' is invalid; the call was not sent.",
             error_class="validation",
         )
+    arguments = dict(arguments)
+    if schema_check.arguments_conform(visible.input_schema, arguments):
+        return  # certainly valid (jsonschema-rs); anything else is python-jsonschema's call
     problems = []
-    for error in validator.iter_errors(dict(arguments)):
+    for error in validator.iter_errors(arguments):
         where = "/".join(str(p) for p in error.absolute_path) or "(arguments)"
         message = error.message if len(error.message) <= 200 else error.message[:200] + "…"
         problems.append(f"{where}: {message}")

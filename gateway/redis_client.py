@@ -5,21 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from typing import Any
 
-from django.conf import settings
+from gateway.conf import django_setting
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object] = weakref.WeakKeyDictionary()
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[str, Any]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def redis_client():  # type: ignore[no-untyped-def]
-    url = getattr(settings, "REDIS_URL", "")
+    url = django_setting("REDIS_URL", "")
     if not url:
         return None
-    import redis.asyncio as aioredis
-
     loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
+    entry = _clients.get(loop)
+    if entry is None or entry[0] != url:
+        import redis.asyncio as aioredis
+
         client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
-        _clients[loop] = client
-    return client
+        entry = _clients[loop] = (url, client)
+    return entry[1]

@@ -155,6 +155,65 @@ def test_result_redaction_applies_on_the_fast_path_as_on_the_sdk_path(
     assert json.loads(text)["n"] == 1 and json.loads(text)["email"] != "alice@example.com"
 
 
+ROUTED_TOOL = {
+    "name": "routed",
+    "description": "Declares an Mcp-Param header for its region argument.",
+    "inputSchema": {
+        "type": "object",
+        "properties": {"region": {"type": "string", "x-mcp-header": "Region"}, "n": {}},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "arguments", "extra_headers", "fast_served"),
+    [
+        ("header matches its argument", {"region": "eu-west"}, {"Mcp-Param-Region": "eu-west"}, 1),
+        ("header disagrees", {"region": "eu-west"}, {"Mcp-Param-Region": "us-east"}, 0),
+        ("header missing", {"region": "eu-west"}, {}, 0),
+        ("header without its argument", {"n": 1}, {"Mcp-Param-Region": "eu-west"}, 0),
+        ("neither", {"n": 1}, {}, 1),
+    ],
+)  # fmt: skip
+def test_mcp_param_headers_are_checked_against_an_annotated_schema(
+    gateway, gateway_catalog, fault_server, org_a, agent_key, case, arguments, extra_headers,
+    fast_served,
+):  # fmt: skip
+    """2026-07-28: a tool whose input schema annotates a property with `x-mcp-header` gets
+    its Mcp-Param-* header compared with the argument; the fast path serves only agreeing
+    requests, and the SDK refuses the others (HEADER_MISMATCH) exactly as without it."""
+    fault_server.set_tools([ROUTED_TOOL])
+    try:
+        server = http_server("fault", fault_server.url)
+        gateway_catalog(
+            org_a, servers=[server], policies=[bot_policy("triage", tools=("fault.routed",))]
+        )
+    finally:
+        fault_server.reset_tools()
+    _, key = agent_key("triage-bot")
+    body = _call("fault.routed", arguments)
+    headers = _headers("fault.routed", **extra_headers)
+    fast, sdk, served, (fast_audit, sdk_audit) = _both_ways(gateway.url("acme"), key, body, headers)
+    assert served == fast_served, case
+    assert fast == sdk, case
+    assert fast_audit == sdk_audit, case
+    if fast_served:
+        assert fast[0] == 200 and "error" not in fast[1], case
+    else:
+        assert fast[1]["error"]["code"] == -32020, case  # HEADER_MISMATCH
+
+
+def test_mcp_param_headers_mean_nothing_to_a_tool_that_declares_none(endpoint):
+    """A stray Mcp-Param-* header on a tool without `x-mcp-header` annotations: nothing to
+    compare, so the call is served (fast) as the SDK serves it."""
+    url, key = endpoint
+    body = _call("fault.echo", {"message": "x"})
+    headers = _headers("fault.echo", **{"Mcp-Param-Region": "eu-west"})
+    fast, sdk, served, _ = _both_ways(url, key, body, headers)
+    assert served == 1
+    assert fast == sdk and fast[0] == 200 and "error" not in fast[1]
+
+
 @pytest.mark.parametrize(
     ("case", "body", "headers"),
     [

@@ -121,6 +121,44 @@ def test_output_schema_is_still_checked_on_the_lean_path(
     assert counted["lean"] == 1 and counted["sdk"] == 0
 
 
+def test_structured_content_is_checked_against_the_output_schema_on_the_lean_path(
+    gateway, gateway_catalog, fault_server, org_a, agent_key
+):
+    """Conforming structured content goes through; content that breaks the schema (wrong
+    type, a missing required member, a value over its maximum) is refused as on the SDK
+    path, whichever validator looked first (gateway.schema_check)."""
+    fault_server.set_tools(
+        [
+            {
+                "name": "structured",
+                "description": "Answers with the structured content it is given.",
+                "inputSchema": {"type": "object", "properties": {"value": {}}},
+                "outputSchema": {
+                    "type": "object",
+                    "properties": {"n": {"type": "integer", "maximum": 10}},
+                    "required": ["n"],
+                },
+            }
+        ]
+    )
+    server = _fresh(http_server("fault", fault_server.url), "structured")
+    gateway_catalog(org_a, servers=[server], policies=[_allow("fault")])
+    _, key = agent_key("triage-bot")
+    (good, wrong_type, missing, too_big), counted = _calls(
+        gateway,
+        key,
+        ("fault.structured", {"value": {"n": 3}}),
+        ("fault.structured", {"value": {"n": "three"}}),
+        ("fault.structured", {"value": {"m": 3}}),
+        ("fault.structured", {"value": {"n": 11}}),
+    )
+    assert not good.is_error and good.structured_content == {"n": 3}
+    for refused in (wrong_type, missing, too_big):
+        assert refused.is_error and "cannot read" in _texts(refused)
+        assert refused.structured_content is None
+    assert counted["lean"] == 4 and counted["sdk"] == 0
+
+
 def test_response_over_the_size_cap_is_cut_off_on_the_lean_path(
     gateway, gateway_catalog, fault_server, org_a, agent_key, settings
 ):

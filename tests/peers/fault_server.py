@@ -143,12 +143,22 @@ async def _whoami(ctx: ServerRequestContext[Any], _args: Mapping[str, Any]) -> C
     return _text(authorization_fingerprint(headers.get("authorization") if headers else None))
 
 
+async def _structured(_ctx: ServerRequestContext[Any], args: Mapping[str, Any]) -> CallToolResult:
+    # Answers with `value` as its structured content, conforming to the tool's output schema
+    # or not: the test chooses.
+    value = args.get("value")
+    return CallToolResult(
+        content=[TextContent(type="text", text=json.dumps(value))], structured_content=value
+    )
+
+
 BEHAVIOURS: dict[str, Behaviour] = {
     "echo": _echo,
     "slow": _slow,
     "crash": _crash,
     "fail": _fail,
     "whoami": _whoami,
+    "structured": _structured,
 }
 
 
