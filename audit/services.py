@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import connections, models, router, transaction
+from django.db import DataError, connections, models, router, transaction
 from django.db.models.base import ModelState
 
 from audit.context import current
@@ -69,7 +69,19 @@ def build_event(
     )
 
 
-_defaults: list[tuple[str, models.Field]] | None = None
+# Per column: (attname, a constant default, or None with the function that makes one).
+_defaults: list[tuple[str, Any, Any]] | None = None
+
+
+def _default_of(field: models.Field) -> tuple[Any, Any]:
+    """(constant, None) when `field.get_default()` always gives the same immutable value,
+    else (None, field.get_default): computed once instead of per event."""
+    if field.has_default() and callable(field.default):
+        return None, field.get_default  # e.g. timezone.now, dict
+    value = field.get_default()
+    if value is None or isinstance(value, str | int | float | bool):
+        return value, None
+    return None, field.get_default
 
 
 def _new_event(org: Any | None, **values: Any) -> AuditEvent:
@@ -80,12 +92,15 @@ def _new_event(org: Any | None, **values: Any) -> AuditEvent:
     AuditEvent has no init signal receivers to skip."""
     global _defaults
     if _defaults is None:
-        _defaults = [(f.attname, f) for f in AuditEvent._meta.concrete_fields]
+        _defaults = [(f.attname, *_default_of(f)) for f in AuditEvent._meta.concrete_fields]
     event = AuditEvent.__new__(AuditEvent)
     event._state = ModelState()
     fields = event.__dict__
-    for attname, field in _defaults:
-        fields[attname] = values.pop(attname) if attname in values else field.get_default()
+    for attname, constant, make in _defaults:
+        if attname in values:
+            fields[attname] = values.pop(attname)
+        else:
+            fields[attname] = constant if make is None else make()
     if values:
         raise TypeError(f"AuditEvent got unexpected field(s): {', '.join(sorted(values))}")
     fields["organization_id"] = getattr(org, "pk", None)
@@ -154,7 +169,9 @@ def save_events(events: Sequence[AuditEvent]) -> None:
         return
     connection = connections[router.db_for_write(AuditEvent)]
     fields = _insert_fields()
-    per_statement = _rows_per_statement(connection, fields)
+    per_statement = _per_statement.get(connection.alias)
+    if per_statement is None:
+        per_statement = _per_statement[connection.alias] = _rows_per_statement(connection, fields)
     chunks = [events[i : i + per_statement] for i in range(0, len(events), per_statement)]
     if len(chunks) == 1 and connection.get_autocommit():
         ids = _insert(connection, fields, chunks[0])
@@ -167,8 +184,15 @@ def save_events(events: Sequence[AuditEvent]) -> None:
         event._state.db = connection.alias
 
 
+_fields: list[models.Field] | None = None
+_per_statement: dict[str, int] = {}
+
+
 def _insert_fields() -> list[models.Field]:
-    return [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
+    global _fields
+    if _fields is None:
+        _fields = [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
+    return _fields
 
 
 _PARSE_CACHED_BYTES = 4096  # psycopg re-parses longer statements on every execute
@@ -206,6 +230,18 @@ def _sql(connection: Any, fields: list[models.Field], rows: int) -> str:
 
 def _insert(connection: Any, fields: list[models.Field], events: Sequence[AuditEvent]) -> list[int]:
     sql = _sql(connection, fields, len(events))
+    if connection.vendor == "postgresql":
+        return _insert_server_bound(connection, sql, fields, events)
+    params = _prepared_params(connection, fields, events)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _prepared_params(
+    connection: Any, fields: list[models.Field], events: Sequence[AuditEvent]
+) -> list[Any]:
+    """Every row's values as `Model.save` prepares them for the database."""
     params: list[Any] = []
     plain = _plain_types(fields)
     for event in events:
@@ -215,11 +251,7 @@ def _insert(connection: Any, fields: list[models.Field], events: Sequence[AuditE
                 params.append(value)  # what get_db_prep_save would return for it
             else:
                 params.append(field.get_db_prep_save(field.pre_save(event, True), connection))
-    if connection.vendor == "postgresql":
-        return _insert_server_bound(connection, sql, params)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [row[0] for row in cursor.fetchall()]
+    return params
 
 
 # Field classes whose `pre_save` is the attribute and whose `get_db_prep_save` returns a value
@@ -252,17 +284,20 @@ def _native(sql: str) -> str:
     return native
 
 
-def _insert_server_bound(connection: Any, sql: str, params: list[Any]) -> list[int]:
+def _insert_server_bound(
+    connection: Any, sql: str, fields: list[models.Field], events: Sequence[AuditEvent]
+) -> list[int]:
     """PostgreSQL: the values travel beside the statement (server-side binding) instead of
     being quoted into its text, written with `$n` placeholders. An unnamed statement, never a
     prepared one, so this works behind PgBouncer's transaction pooling too. Errors are
     Django's, as on the ORM's own cursor.
 
-    The values the audit trail holds (text, numbers, timestamps, JSON, an IP address) are sent
-    straight through libpq's PQexecParams (`_exec_text_params`): psycopg's cursor machinery
-    (query conversion, per-value dumpers, its wait loop) cost the gateway's writer thread more
-    CPU than the insert's round trip. Any other value type goes through psycopg's RawCursor,
-    which is what this did before."""
+    The values the audit trail holds (text, numbers, timestamps, JSON, an IP address) go
+    straight from the events to PostgreSQL's text input format (`_text_values`) and through
+    libpq's PQexecParams (`_exec_text_params`): the fields' per-value preparation and psycopg's
+    cursor machinery (query conversion, dumpers, its wait loop) cost the gateway's writer
+    thread more CPU than the insert's round trip. Anything else goes the way it went before:
+    each value prepared by its field, adapted by psycopg's RawCursor."""
     import psycopg
     from psycopg import pq
 
@@ -274,48 +309,145 @@ def _insert_server_bound(connection: Any, sql: str, params: list[Any]) -> list[i
     if pg_connection.autocommit or pg_connection.pgconn.transaction_status == (
         pq.TransactionStatus.INTRANS
     ):
-        values = _text_params(params)
+        values = _text_values(connection, fields, events)
     with connection.wrap_database_errors:
         if values is not None:
             return _exec_text_params(pg_connection, _native(sql).encode(), values)
+        params = _prepared_params(connection, fields, events)
         with psycopg.RawCursor(pg_connection) as cursor:
             cursor.execute(_native(sql), params, prepare=False)
             return [row[0] for row in cursor.fetchall()]
 
 
-def _text_params(params: list[Any]) -> list[bytes | None] | None:
-    """`params` in PostgreSQL's text input format, or None when one of them is of a type this
-    does not encode (the caller then lets psycopg adapt them). The server infers each
-    parameter's type from its INSERT column. Text containing NUL is refused as psycopg refuses
-    it: libpq would cut such a value short at the NUL, silently storing less than was said."""
-    from django.db import DataError
+_NUL_REFUSED = "PostgreSQL text fields cannot contain NUL (0x00) bytes"
+_GENERIC = object()  # an encoder's "not mine: prepare it through the field"
+
+
+def _text(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):  # TextChoices members are str too
+        if "\x00" in value:
+            # libpq would end the value at the NUL and store the rest of the row as if nothing
+            # was missing; psycopg refuses it, and so does this.
+            raise DataError(_NUL_REFUSED)
+        return value.encode()
+    return _GENERIC
+
+
+def _integer(value: Any) -> Any:
+    if value is None:
+        return None
+    return str(value).encode() if type(value) is int else _GENERIC
+
+
+def _float(value: Any) -> Any:
+    if value is None:
+        return None
+    if type(value) is float:
+        return repr(value).encode()
+    return repr(float(value)).encode() if type(value) is int else _GENERIC  # FloatField: float()
+
+
+def _timestamp(value: Any) -> Any:
+    if value is None:
+        return None
+    if type(value) is datetime.datetime and value.tzinfo is not None:
+        return value.isoformat().encode()
+    return _GENERIC  # naive datetimes get Django's time zone handling
+
+
+def _json(value: Any) -> Any:
+    if type(value) is dict or type(value) is list:
+        dumped = json.dumps(value)  # what JSONField (no encoder) hands psycopg's Jsonb
+        return dumped.encode()  # json.dumps escapes NUL (PostgreSQL then refuses \u0000)
+    return _GENERIC
+
+
+def _ip_address(value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    if type(value) is str and ":" not in value:
+        # Django hands PostgreSQL `ipaddress.ip_address(value)` (refusing what is not one);
+        # IPv6 first goes through its clean_ipv6_address: left to the field. Remembered:
+        # the same few client addresses come back on every record.
+        text = _ip_texts.get(value)
+        if text is None:
+            text = str(ipaddress.ip_address(value)).encode()
+            if len(_ip_texts) < 4096:
+                _ip_texts[value] = text
+        return text
+    return _GENERIC
+
+
+_ip_texts: dict[str, bytes] = {}
+
+
+_encoders_for: dict[int, list[Any]] = {}
+
+
+def _encoders(fields: list[models.Field]) -> list[Any]:
+    """Per field, the function giving a value's text form as `get_db_prep_save` + psycopg
+    would send it, for the exact field classes whose `pre_save` is the attribute (no
+    auto_now, no subclass overriding either step), or None: prepare through the field."""
+    found = _encoders_for.get(id(fields))
+    if found is not None:
+        return found
+    found = []
+    for field in fields:
+        kind = type(field)
+        encoder: Any = None
+        if kind is models.CharField:
+            encoder = _text
+        elif kind in (models.BigIntegerField, models.IntegerField) or (
+            kind is models.ForeignKey
+            and type(field.target_field) in (models.AutoField, models.BigAutoField)
+        ):
+            encoder = _integer
+        elif kind is models.FloatField:
+            encoder = _float
+        elif kind is models.DateTimeField and not (field.auto_now or field.auto_now_add):
+            encoder = _timestamp
+        elif kind is models.JSONField and field.encoder is None:
+            encoder = _json
+        elif kind is models.GenericIPAddressField:
+            encoder = _ip_address
+        found.append(encoder)
+    _encoders_for[id(fields)] = found
+    return found
+
+
+def _text_values(
+    connection: Any, fields: list[models.Field], events: Sequence[AuditEvent]
+) -> list[bytes | None] | None:
+    """Every row's values in PostgreSQL's text input format (the server infers each
+    parameter's type from its INSERT column), or None when a value is of a type this does not
+    encode (the caller then lets psycopg adapt the prepared values)."""
     from psycopg.types.json import Jsonb
 
     out: list[bytes | None] = []
     append = out.append
-    for value in params:
-        kind = type(value)
-        if value is None:
-            append(None)
-        elif kind is str or isinstance(value, str):  # TextChoices members are str too
-            if "\x00" in value:
-                raise DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
-            append(value.encode())
-        elif kind is int:
-            append(str(value).encode())
-        elif kind is float:
-            append(repr(value).encode())
-        elif kind is datetime.datetime:
-            append(value.isoformat().encode())
-        elif kind is Jsonb:
-            dumped = (value.dumps or json.dumps)(value.obj)
-            if "\x00" in dumped:  # json.dumps escapes NUL; a custom encoder might not
-                raise DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
-            append(dumped.encode())
-        elif kind in (ipaddress.IPv4Address, ipaddress.IPv6Address):
-            append(str(value).encode())
-        else:
-            return None
+    pairs = list(zip(fields, _encoders(fields), strict=True))
+    for event in events:
+        for field, encoder in pairs:
+            text = _GENERIC if encoder is None else encoder(getattr(event, field.attname))
+            if text is _GENERIC:
+                prepared = field.get_db_prep_save(field.pre_save(event, True), connection)
+                if isinstance(prepared, Jsonb):
+                    text = _text((prepared.dumps or json.dumps)(prepared.obj))
+                elif isinstance(prepared, ipaddress.IPv4Address | ipaddress.IPv6Address):
+                    text = str(prepared).encode()
+                else:
+                    text = _text(prepared)
+                    if text is _GENERIC:
+                        text = _integer(prepared)
+                    if text is _GENERIC:
+                        text = _float(prepared)
+                    if text is _GENERIC:
+                        text = _timestamp(prepared)
+                    if text is _GENERIC:
+                        return None
+            append(text)
     return out
 
 

@@ -127,12 +127,40 @@ def _run[**P, T](
         close_old_connections()
         _local.checked = now
     try:
-        return ctx.run(fn, *args, **kwargs)
+        return _thread_context().run(_in_request_context, ctx, fn, *args, **kwargs)
     except Exception:
         # A broken connection must not poison the thread: drop it, the next call reconnects.
         close_old_connections()
         _local.checked = time.monotonic()
         raise
+
+
+def _thread_context() -> contextvars.Context:
+    context = getattr(_local, "context", None)
+    if context is None:
+        context = _local.context = contextvars.Context()
+    return context
+
+
+def _in_request_context[**P, T](
+    ctx: contextvars.Context, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """Run `fn` in this thread's own context with the request's context variables set (request
+    id, source IP, the current gateway request) and unset again afterwards.
+
+    Not simply `ctx.run(fn)`: asgiref's `Local` (behind `django.core.cache.caches`) keeps its
+    objects in a context variable tagged with the thread that set it, so in a fresh copy of the
+    request's context every cache read found nothing and built a new cache backend object, and
+    with Redis a new client and connection pool: a TCP connection to Redis per request. Kept
+    in the thread's own context, they are built once per thread, as in a Django worker. The
+    request's own asgiref storage (tagged with the event loop's thread, ignored here anyway)
+    is not copied over."""
+    tokens = [(var, var.set(value)) for var, value in ctx.items() if var.name != "asgiref.local"]
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
 
 
 async def run_db[**P, T](fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

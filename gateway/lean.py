@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -363,7 +364,9 @@ class UpstreamResult(CallToolResult):
 
     @property
     def wire_for(self) -> dict[str, dict[str, Any]]:
-        return self._wire_for
+        # Straight from pydantic's private-attribute dict: `self._wire_for` goes through
+        # BaseModel.__getattr__, several times slower, and this is read on every call.
+        return self.__pydantic_private__["_wire_for"]  # type: ignore[index]
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
@@ -402,9 +405,22 @@ def _observed() -> bool:
     """Whether the SDK's client span could record (a global tracer provider is set: the
     gateway never sets one, an operator's auto-instrumentation may) or a trace context would
     be injected (GATEWAY_TRACE_PROPAGATE_UPSTREAM)."""
-    return tracing.propagates_upstream() or not isinstance(
-        trace.get_tracer_provider(), trace.ProxyTracerProvider
+    if tracing.propagates_upstream():
+        return True
+    # What `trace.get_tracer_provider()` returning a non-proxy provider means, without its
+    # environment lookup on every call: a provider was set, or one is named in the
+    # environment (read at import: the environment does not change under a running process).
+    return (
+        getattr(trace, "_TRACER_PROVIDER", None) is not None
+        or _PROVIDER_FROM_ENV
+        or (
+            not hasattr(trace, "_TRACER_PROVIDER")
+            and not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        )
     )
+
+
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 
 def _parse_json(body: bytes) -> Any:

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydantic_core
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from mcp.server.context import ServerRequestContext
@@ -53,6 +54,7 @@ from gateway.conf import gateway_settings
 from gateway.db import run_db
 from gateway.directory import OrgView, ServerEntry
 from gateway.errors import GatewayProtocolError, ToolFailure, UpstreamTimeout, UpstreamUnavailable
+from gateway.lean import UpstreamResult
 from gateway.pool import pool
 from gateway.ratelimit import check_and_consume
 from gateway.redaction import mask_paths, redact_result
@@ -281,7 +283,7 @@ async def _call(
     with tracing.step("filter"):
         if decision.redaction.results:
             result = redact_result(result, decision.redaction.results)
-        size = len(result.model_dump_json(by_alias=True, exclude_none=True))
+        size = _result_size(result)
     if size > gateway_settings().max_result_bytes:
         raise ToolFailure(
             f"The result of '{name}' is {size} bytes, over the gateway's limit of "
@@ -293,6 +295,16 @@ async def _call(
         record.error_class = "upstream"
         record.result_is_error = True
     return result
+
+
+def _result_size(result: CallToolResult) -> int:
+    """Bytes of the result's JSON. An upstream result nothing changed carries its validated
+    wire form (gateway.lean.UpstreamResult): measured from that rather than dumping the model,
+    the same JSON give or take optional members the protocol version does not know."""
+    wire_for = result.wire_for if isinstance(result, UpstreamResult) else None
+    if wire_for:
+        return len(pydantic_core.to_json(next(iter(wire_for.values()))))
+    return len(result.model_dump_json(by_alias=True, exclude_none=True))
 
 
 def _refuse(name: str, decision: Decision) -> None:

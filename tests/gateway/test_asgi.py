@@ -203,3 +203,30 @@ def test_unknown_paths_are_404(gateway):
     )
     assert response.status_code == 404
     assert json.loads(response.text)["error"]["message"].startswith("Not found")
+
+
+def test_request_headers_answer_lookups_as_starlette_does():
+    """The endpoint's one-pass header lookups: any case, the first of a repeated header,
+    absent names; iteration still sees every copy (the SDK's duplicate checks need them)."""
+    from starlette.datastructures import Headers
+
+    from gateway.asgi import RequestHeaders
+
+    scope = {
+        "type": "http",
+        "headers": [
+            (b"host", b"gw.example"),
+            (b"mcp-param-region", b"eu"),
+            (b"mcp-param-region", b"us"),
+            (b"authorization", b"Bearer k"),
+        ],
+    }
+    fast, plain = RequestHeaders(scope=scope), Headers(scope=scope)
+    for name in ("Host", "mcp-param-region", "MCP-PARAM-REGION", "Authorization", "origin"):
+        assert fast.get(name) == plain.get(name)
+        assert (name in fast) == (name in plain)
+    assert fast["Mcp-Param-Region"] == "eu"
+    with pytest.raises(KeyError):
+        fast["origin"]
+    assert fast.getlist("mcp-param-region") == ["eu", "us"]
+    assert list(fast.items()) == list(plain.items()) and len(list(fast.items())) == 4

@@ -180,6 +180,43 @@ def test_the_ormless_insert_stores_what_the_orm_stores(org_a):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_values_the_fields_prepare_themselves_are_stored_as_the_orm_stores_them(org_a):
+    """Values off the common shapes (an IPv6 source the field normalizes, an integer latency
+    in a float column, a details list, an outcome given as a TextChoices member) are stored
+    exactly as Model.save stores them."""
+    from audit.context import RequestContext, reset_context, set_context
+    from audit.models import Outcome
+
+    token = set_context(RequestContext(request_id="req-v6", source_ip="2001:DB8:0:0::1"))
+    try:
+
+        def build():
+            return audit_services.build_event(
+                org=org_a,
+                action="tool.call",
+                outcome=Outcome.DENIED,
+                details={"arguments": ["a", 1, None, {"k": "é"}]},
+                tool="t",
+                latency_ms=2,
+                upstream_latency_ms=0.1,
+            )
+
+        via_orm = build()
+        via_orm.save(force_insert=True)
+        batch = [build(), build()]
+        audit_services.save_events(batch)
+    finally:
+        reset_context(token)
+    expected = _columns(AuditEvent.objects.get(pk=via_orm.pk))
+    assert expected["source_ip"] == "2001:db8::1" and expected["latency_ms"] == 2.0
+    assert expected.pop("occurred_at") is not None
+    for event in batch:
+        stored = _columns(AuditEvent.objects.get(pk=event.pk))
+        assert stored.pop("occurred_at") is not None
+        assert stored == expected
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_batch_longer_than_one_statement_is_still_one_transaction(org_a, monkeypatch):
     """A batch over the rows of one INSERT is several statements in one transaction: all rows
     in order, or (one statement failing) none of them."""
