@@ -72,7 +72,7 @@ from starlette.types import Message, Receive, Scope
 
 from config.env import env_bool
 from gateway import pipeline, tracing
-from gateway.lean import UpstreamResult
+from gateway.lean import UpstreamResult, WireResult
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,9 @@ async def serve(
         return None
 
     try:
-        result = await pipeline.execute_call(req, name, dict(arguments or {}), version)
+        result = await pipeline.execute_call(
+            req, name, dict(arguments or {}), version, wire_ok=True
+        )
         shaped = _shape(server, version, result, modern=modern)
     except Exception as exc:
         # MCPError and ValidationError as the SDK maps them; anything else (a bug) is a generic
@@ -273,7 +275,7 @@ def _declares_param_headers(schema: Mapping[str, Any]) -> bool:
 
 def _shape(server: Server[Any], version: str, result: Any, *, modern: bool) -> dict[str, Any]:
     """The result's wire form, as the SDK runner's `_serialize` makes it for tools/call."""
-    wire = result.wire_for.get(version) if isinstance(result, UpstreamResult) else None
+    wire = result.wire_for.get(version) if isinstance(result, UpstreamResult | WireResult) else None
     if wire is not None:
         # The upstream's answer, already validated and shaped for this very version (what the
         # lines below would make of it again); a copy, as the stamp below adds to it.

@@ -291,6 +291,7 @@ class Http1Client:
         self._max_idle = max_idle
         self._idle_seconds = idle_seconds
         self._closed = False
+        self._heads: dict[tuple[str, tuple[tuple[str, str], ...]], bytes] = {}
         self.connections_opened = 0  # for tests and diagnostics
 
     @property
@@ -346,6 +347,19 @@ class Http1Client:
             conn.close()
 
     def _payload(self, method: str, headers: Mapping[str, str] | None, body: bytes) -> bytes:
+        key = (method, tuple(headers.items()) if headers else ())
+        head = self._heads.get(key)
+        if head is None:
+            head = self._head(method, headers)
+            if len(self._heads) >= 256:
+                self._heads.clear()
+            self._heads[key] = head
+        return b"%scontent-length: %d\r\n\r\n%s" % (head, len(body), body)
+
+    def _head(self, method: str, headers: Mapping[str, str] | None) -> bytes:
+        """The request line and headers up to Content-Length: the same few combinations come
+        back on every call (method, protocol version, tool name), so each is built and
+        checked once."""
         merged = self._base
         if headers:
             merged = {**self._base, **_checked({k.lower(): v for k, v in headers.items()})}
@@ -353,24 +367,23 @@ class Http1Client:
         if "user-agent" not in merged:
             lines.append(f"user-agent: {USER_AGENT}")
         lines += [f"{k}: {v}" for k, v in merged.items() if k not in ("host", "content-length")]
-        lines.append(f"content-length: {len(body)}")
         try:
-            head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+            return ("\r\n".join(lines) + "\r\n").encode("ascii")
         except UnicodeEncodeError as exc:
             raise httpx2.LocalProtocolError("a request header is not ASCII") from exc
-        return head + body if body else head
 
     # -- requests
 
-    @contextlib.asynccontextmanager
-    async def stream(
+    async def open(
         self,
         method: str,
         url: str,
         *,
         content: bytes = b"",
         headers: Mapping[str, str] | None = None,
-    ) -> AsyncIterator[Response]:
+    ) -> Response:
+        """Send the request; returns once the response's status and headers arrived. The
+        caller reads the body and must then call `close_response` (`stream` does both)."""
         if url != self.url:
             raise httpx2.LocalProtocolError("this client serves one URL only")
         if self._closed:
@@ -382,11 +395,32 @@ class Http1Client:
             conn = self._take_idle() or await self._connect()
             response = conn.start(payload)
             await response.headers_ready
-            yield response
-        finally:
+        except BaseException:
             if conn is not None:
                 self._release(conn)
             self._slots.release()
+            raise
+        return response
+
+    def close_response(self, response: Response) -> None:
+        """Give the response's connection back (kept alive if the exchange ended cleanly)."""
+        self._release(response._conn)
+        self._slots.release()
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[Response]:
+        response = await self.open(method, url, content=content, headers=headers)
+        try:
+            yield response
+        finally:
+            self.close_response(response)
 
     async def request(
         self,

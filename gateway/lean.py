@@ -150,7 +150,10 @@ class LeanUpstream:
         body = pydantic_core.to_json(
             {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
         )
-        async with self.http.stream("POST", self.url, content=body, headers=headers) as response:
+        # The client's open/close_response rather than its `stream` context manager: the
+        # same exchange without an async generator per call.
+        response = await self.http.open("POST", self.url, content=body, headers=headers)
+        try:
             status = response.status_code
             content_type = response.headers.get("content-type", "").lower()
             if capture_session:
@@ -182,6 +185,8 @@ class LeanUpstream:
             if content_type.startswith(_SSE):
                 return await self._read_sse(response, request_id)
             raise MCPError(INVALID_REQUEST, f"Unexpected content type: {content_type[:100]}")
+        finally:
+            self.http.close_response(response)
 
     async def _read(self, response: Response) -> bytes:
         chunks: list[bytes] = []
@@ -344,12 +349,45 @@ class LeanUpstream:
         foreign = _later_revision_fields("tools/call", self.protocol_version)
         if foreign and not foreign.isdisjoint(raw):
             raw = {k: v for k, v in raw.items() if k not in foreign}
-        result = UpstreamResult.model_validate(raw, by_name=False)
-        if wire is not None:
-            result.wire_for[self.protocol_version] = wire
+        if wire is None:  # a version without a result schema here: the SDK model checks it
+            result: UpstreamResult | WireResult = UpstreamResult.model_validate(raw, by_name=False)
+        else:
+            result = WireResult(raw, self.protocol_version, wire)
         if not result.is_error and not _output_conforms(session, name, result):
-            await session.validate_tool_result(name, result)  # the SDK's output-schema check
+            # The SDK's output-schema check (it words the errors).
+            await session.validate_tool_result(name, as_model(result))
         return result
+
+
+class WireResult:
+    """An upstream tools/call result validated against the negotiated protocol version's
+    result schema (`serialize_server_result`), kept in the wire form that gave, without the
+    SDK's `CallToolResult` model: a second validation of the same content that most calls
+    never use (the fast path answers with the wire form, the size cap measures it). `model()`
+    builds it, validated, when something needs it: a policy's result redaction, the SDK's
+    request path, an answer in another protocol version (gateway.pipeline decides, before
+    the call's audit record, so a result the model refuses fails the call as before)."""
+
+    __slots__ = ("_model", "_raw", "is_error", "structured_content", "wire_for")
+
+    def __init__(self, raw: dict[str, Any], version: str, wire: dict[str, Any]) -> None:
+        self._raw = raw
+        self._model: UpstreamResult | None = None
+        self.wire_for = {version: wire}
+        self.is_error = wire.get("isError") is True
+        self.structured_content = wire.get("structuredContent")
+
+    def model(self) -> UpstreamResult:
+        """The SDK model of this result (pydantic.ValidationError if it does not conform)."""
+        if self._model is None:
+            model = UpstreamResult.model_validate(self._raw, by_name=False)
+            model.wire_for.update(self.wire_for)
+            self._model = model
+        return self._model
+
+
+def as_model(result: CallToolResult | WireResult) -> CallToolResult:
+    return result.model() if isinstance(result, WireResult) else result
 
 
 class UpstreamResult(CallToolResult):
@@ -384,7 +422,7 @@ class UpstreamResult(CallToolResult):
         return copied
 
 
-def _output_conforms(session: Any, name: str, result: CallToolResult) -> bool:
+def _output_conforms(session: Any, name: str, result: CallToolResult | WireResult) -> bool:
     """True when the SDK's output-schema check (`validate_tool_result`) would certainly pass:
     the session's cached listing has the tool, and it declares no output schema or the
     structured content conforms to it (gateway.schema_check). False: run the SDK's check

@@ -45,6 +45,7 @@ from mcp_types import (
     Tool,
     ToolAnnotations,
 )
+from pydantic import ValidationError
 
 from gateway import errors, schema_check, tracing
 from gateway.audit_writer import audit_writer
@@ -54,7 +55,7 @@ from gateway.conf import gateway_settings
 from gateway.db import run_db
 from gateway.directory import OrgView, ServerEntry
 from gateway.errors import GatewayProtocolError, ToolFailure, UpstreamTimeout, UpstreamUnavailable
-from gateway.lean import UpstreamResult
+from gateway.lean import UpstreamResult, WireResult
 from gateway.pool import pool
 from gateway.ratelimit import check_and_consume
 from gateway.redaction import mask_paths, redact_result
@@ -169,20 +170,30 @@ async def call_tool(
     ctx: ServerRequestContext[Any], params: CallToolRequestParams
 ) -> CallToolResult:
     """The SDK's tools/call handler (gateway.fastpath calls `execute_call` directly)."""
-    return await execute_call(
+    result = await execute_call(
         gateway_request(ctx), params.name, params.arguments or {}, ctx.protocol_version
     )
+    assert isinstance(result, CallToolResult)  # no wire-only result without wire_ok
+    return result
 
 
 async def execute_call(
-    req: GatewayRequest, name: str, arguments: dict[str, Any], protocol_version: str | None
-) -> CallToolResult:
+    req: GatewayRequest,
+    name: str,
+    arguments: dict[str, Any],
+    protocol_version: str | None,
+    *,
+    wire_ok: bool = False,
+) -> CallToolResult | WireResult:
     """Steps 3-8 for one tools/call: the result, or MCPError (a JSON-RPC error) once the call's
-    audit record is committed."""
+    audit record is committed. `wire_ok` (the fast path): an upstream result may come back as
+    its validated wire form for `protocol_version` (gateway.lean.WireResult) instead of the
+    SDK model, when nothing needs the model."""
     record = CallRecord(exposed_name=name, arguments=arguments)
     protocol_error: GatewayProtocolError | None = None
+    wire_version = protocol_version if wire_ok else None
     try:
-        result = await _call(req, name, arguments, record)
+        result = await _call(req, name, arguments, record, wire_version)
     except GatewayProtocolError as exc:
         protocol_error = exc
         record.outcome = "denied" if exc.error_class in ("policy", "rate_limit") else "failure"
@@ -203,8 +214,12 @@ async def execute_call(
 
 
 async def _call(
-    req: GatewayRequest, name: str, arguments: dict[str, Any], record: CallRecord
-) -> CallToolResult:
+    req: GatewayRequest,
+    name: str,
+    arguments: dict[str, Any],
+    record: CallRecord,
+    wire_version: str | None = None,
+) -> CallToolResult | WireResult:
     principal = req.principal.policy_principal
     view = req.view
 
@@ -281,8 +296,12 @@ async def _call(
 
     # 7 filter
     with tracing.step("filter"):
+        if isinstance(result, WireResult) and (
+            decision.redaction.results or wire_version not in result.wire_for
+        ):
+            result = _model_of(result, server.label)
         if decision.redaction.results:
-            result = redact_result(result, decision.redaction.results)
+            result = redact_result(result, decision.redaction.results)  # type: ignore[arg-type]
         size = _result_size(result)
     if size > gateway_settings().max_result_bytes:
         raise ToolFailure(
@@ -297,11 +316,24 @@ async def _call(
     return result
 
 
-def _result_size(result: CallToolResult) -> int:
+def _model_of(result: WireResult, label: str) -> CallToolResult:
+    """The SDK model of an upstream result, built here (before the audit record) so a result
+    the model refuses fails the call as the lean path's own validation used to."""
+    try:
+        return result.model()
+    except ValidationError as exc:
+        raise ToolFailure(
+            f"The upstream server '{label}' answered with something the gateway cannot read "
+            f"({type(exc).__name__}).",
+            error_class="upstream",
+        ) from exc
+
+
+def _result_size(result: CallToolResult | WireResult) -> int:
     """Bytes of the result's JSON. An upstream result nothing changed carries its validated
-    wire form (gateway.lean.UpstreamResult): measured from that rather than dumping the model,
-    the same JSON give or take optional members the protocol version does not know."""
-    wire_for = result.wire_for if isinstance(result, UpstreamResult) else None
+    wire form (gateway.lean): measured from that rather than dumping the model, the same JSON
+    give or take optional members the protocol version does not know."""
+    wire_for = result.wire_for if isinstance(result, UpstreamResult | WireResult) else None
     if wire_for:
         return len(pydantic_core.to_json(next(iter(wire_for.values()))))
     return len(result.model_dump_json(by_alias=True, exclude_none=True))

@@ -38,7 +38,7 @@ from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult
 
 from gateway.conf import gateway_settings
 from gateway.errors import ToolDrift, ToolFailure, UpstreamTimeout, UpstreamUnavailable
-from gateway.lean import LeanUnsupported, LeanUpstream, ResponseTooLarge, open_lean
+from gateway.lean import LeanUnsupported, LeanUpstream, ResponseTooLarge, WireResult, open_lean
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class UpstreamPool:
         retry_connection_failure: bool,
         timeout: float | None = None,
         expected_hash: str | None = None,
-    ) -> CallToolResult:
+    ) -> CallToolResult | WireResult:
         """Call `tool` upstream. Raises UpstreamUnavailable, UpstreamTimeout or ToolFailure.
 
         `retry_connection_failure`: retry once, on a fresh connection, when the connection
@@ -290,7 +290,7 @@ class UpstreamPool:
         arguments: dict[str, Any],
         timeout: float | None,
         expected_hash: str | None,
-    ) -> CallToolResult:
+    ) -> CallToolResult | WireResult:
         pooled = await self._get(config, headers)
         timeout = timeout or config.call_timeout or gateway_settings().call_timeout
         pooled.in_flight += 1
