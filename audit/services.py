@@ -10,8 +10,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from django.db import DataError, connections, models, router, transaction
 from django.db.models.base import ModelState
+from psycopg import errors as pg_errors
+from psycopg import pq
+from psycopg.types.json import Jsonb
 
 from audit.context import current
 from audit.models import AuditEvent, Outcome
@@ -298,9 +302,6 @@ def _insert_server_bound(
     cursor machinery (query conversion, dumpers, its wait loop) cost the gateway's writer
     thread more CPU than the insert's round trip. Anything else goes the way it went before:
     each value prepared by its field, adapted by psycopg's RawCursor."""
-    import psycopg
-    from psycopg import pq
-
     connection.ensure_connection()
     pg_connection = connection.connection
     values: list[bytes | None] | None = None
@@ -423,8 +424,6 @@ def _text_values(
     """Every row's values in PostgreSQL's text input format (the server infers each
     parameter's type from its INSERT column), or None when a value is of a type this does not
     encode (the caller then lets psycopg adapt the prepared values)."""
-    from psycopg.types.json import Jsonb
-
     out: list[bytes | None] = []
     append = out.append
     pairs = list(zip(fields, _encoders(fields), strict=True))
@@ -456,10 +455,6 @@ def _exec_text_params(pg_connection: Any, sql: bytes, values: list[bytes | None]
     (PQexecParams releases the GIL while it waits) and return the ids. A refused statement
     raises the psycopg error PostgreSQL's SQLSTATE maps to (a lost connection:
     OperationalError), which the caller turns into Django's."""
-    import psycopg
-    from psycopg import errors as pg_errors
-    from psycopg import pq
-
     pgconn = pg_connection.pgconn
     result = pgconn.exec_params(sql, values)
     if result.status != pq.ExecStatus.TUPLES_OK:

@@ -40,11 +40,25 @@ class AuditWriteFailed(Exception):
     """The audit record could not be committed; the call it describes must fail."""
 
 
+_services: Any = None
+
+
+def audit_services() -> Any:
+    """audit.services, imported on first use (it needs Django's app registry), then kept: an
+    import statement inside a function goes through the import machinery on every call. The
+    module, not its functions, so tests can still replace them."""
+    global _services
+    if _services is None:
+        from audit import services
+
+        _services = services
+    return _services
+
+
 def _commit(events: Sequence[Any]) -> list[BaseException | None]:
     """Insert `events` in one transaction (sync, on the writer thread). Returns one entry per
     event: None when it was committed, the error when it was refused on its own."""
-    from audit.services import save_events
-
+    save_events = audit_services().save_events
     try:
         save_events(events)
         return [None] * len(events)
@@ -151,7 +165,9 @@ class AuditWriter:
         writer.queue.append((event, future))
         if writer.task is None:
             writer.task = loop.create_task(writer.drain(), name="gateway-audit-writer")
-        await asyncio.shield(future)
+        # Not shielded: a cancelled caller cancels only its own future. The event stays in
+        # the queue (or the batch in flight) and the drain task writes it all the same.
+        await future
 
 
 audit_writer = AuditWriter()

@@ -107,10 +107,14 @@ class AgentKeyAuthenticator:
         self._lookups = SingleFlight()
         self._generation = 0
 
-    def handles(self, token: str) -> bool:
-        from tenants import secrets
+    _prefix = ""
 
-        return token.startswith(f"{secrets.AGENT_KEY_KIND}_")
+    def handles(self, token: str) -> bool:
+        if not self._prefix:
+            from tenants import secrets
+
+            self._prefix = f"{secrets.AGENT_KEY_KIND}_"
+        return token.startswith(self._prefix)
 
     def forget_all(self) -> None:
         self._generation += 1

@@ -48,7 +48,7 @@ from mcp_types import (
 from pydantic import ValidationError
 
 from gateway import errors, schema_check, tracing
-from gateway.audit_writer import audit_writer
+from gateway.audit_writer import audit_services, audit_writer
 from gateway.auth import GatewayPrincipal
 from gateway.breaker import breakers
 from gateway.conf import gateway_settings
@@ -542,9 +542,7 @@ async def _audit(req: GatewayRequest, record: CallRecord, protocol_version: str 
     tracing.call_outcome(record, allowed)
     principal = req.principal
     try:
-        from audit.services import build_event
-
-        event = build_event(
+        event = audit_services().build_event(
             action="tool.call",
             org=principal.organization,
             agent=principal.agent,
