@@ -247,9 +247,14 @@ def test_a_batch_longer_than_one_statement_is_still_one_transaction(org_a, monke
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_row_postgres_refuses_fails_only_its_own_call(org_a):
-    """No monkeypatch: PostgreSQL itself refuses a NUL character in a jsonb string (DataError);
-    the batch is retried row by row and only that call fails."""
+@pytest.mark.parametrize(
+    "refused",
+    ["nul \u0000 here", "lone \udc80 surrogate", float("nan")],
+    ids=["nul", "surrogate", "nan"],
+)
+def test_a_row_postgres_refuses_fails_only_its_own_call(org_a, refused):
+    """No monkeypatch: PostgreSQL itself refuses these in jsonb (a NUL character, a lone
+    surrogate, NaN: DataError); the batch is retried row by row and only that call fails."""
     from django.db import connection
 
     if connection.vendor != "postgresql":
@@ -257,7 +262,7 @@ def test_a_row_postgres_refuses_fails_only_its_own_call(org_a):
 
     async def scenario():
         writes = [audit_writer.write(_event(org_a, n)) for n in range(3)]
-        writes.insert(1, audit_writer.write(_event(org_a, 99, text="nul \u0000 here")))
+        writes.insert(1, audit_writer.write(_event(org_a, 99, text=refused)))
         return await asyncio.gather(*writes, return_exceptions=True)
 
     results = asyncio.run(scenario())
