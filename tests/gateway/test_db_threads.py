@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from django.core.cache import caches
 
 from audit.context import RequestContext, current, set_context
@@ -14,6 +15,9 @@ from gateway.conf import gateway_settings
 from gateway.db import run_db, run_writer
 
 
+# The DB threads are shared with earlier tests: their periodic connection health check needs
+# database access even though this test reads only the cache.
+@pytest.mark.django_db(transaction=True)
 def test_cache_clients_are_built_once_per_thread_not_per_request():
     backends: set[int] = set()
     seen: list[str | None] = []
