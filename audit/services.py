@@ -478,9 +478,12 @@ def _exec_text_params(pg_connection: Any, sql: bytes, values: list[bytes | None]
     pgconn = pg_connection.pgconn
     result = pgconn.exec_params(sql, values)
     if result.status != pq.ExecStatus.TUPLES_OK:
-        if result.status == pq.ExecStatus.FATAL_ERROR:
+        lost = pgconn.status != pq.ConnStatus.OK
+        if result.status == pq.ExecStatus.FATAL_ERROR and not lost:
             raise pg_errors.error_from_result(result, encoding=pg_connection.info.encoding)
-        message = pgconn.get_error_message().decode("utf-8", "replace").strip()
+        # The server went away (a restart, a killed backend): an OperationalError, so the
+        # writer fails the whole batch at once and Django drops the connection.
+        message = pgconn.error_message.decode("utf-8", "replace").strip()
         raise psycopg.OperationalError(
             message or f"unexpected result of the audit insert: {pq.ExecStatus(result.status).name}"
         )

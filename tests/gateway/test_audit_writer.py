@@ -311,6 +311,45 @@ def test_a_nul_in_a_text_column_is_refused_not_cut_short(org_a, monkeypatch):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+def test_a_killed_writer_connection_fails_the_call_and_the_next_one_reconnects(org_a):
+    """The server ends the writer's session (a restart, an administrator's
+    pg_terminate_backend): the call being written fails (its result is withheld), nothing of
+    it is stored, and the next call is written on a new connection."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    from gateway.db import run_writer
+
+    def writer_backend() -> int:
+        connection.ensure_connection()
+        return connection.connection.info.backend_pid
+
+    async def first():
+        await audit_writer.write(_event(org_a, 1))
+        return await run_writer(writer_backend)
+
+    async def after_the_kill():
+        outcomes = []
+        for n in (2, 3):
+            try:
+                await audit_writer.write(_event(org_a, n))
+                outcomes.append("written")
+            except AuditWriteFailed:
+                outcomes.append("failed")
+        return outcomes, await run_writer(writer_backend)
+
+    pid = asyncio.run(first())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    outcomes, new_pid = asyncio.run(after_the_kill())
+    assert outcomes == ["failed", "written"]
+    assert new_pid != pid
+    assert _committed_ns() == {1, 3}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_the_libpq_insert_maps_refusals_to_django_errors(org_a):
     """A statement PostgreSQL refuses on the libpq path raises Django's error class for its
     SQLSTATE (what the writer's row-by-row retry relies on), and the connection stays usable."""
