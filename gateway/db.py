@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from gateway.conf import gateway_settings
 
@@ -92,8 +92,6 @@ class _WriterThread:
 
     def stop(self) -> None:
         """Close this thread's database connection, then end the thread."""
-        from django.db import connections
-
         closed = threading.Event()
         self._queue.put((connections.close_all, lambda *_: closed.set()))
         self._queue.put(None)
@@ -130,6 +128,10 @@ def _run[**P, T](
         return _thread_context().run(_in_request_context, ctx, fn, *args, **kwargs)
     except Exception:
         # A broken connection must not poison the thread: drop it, the next call reconnects.
+        # Whatever the exception (not only a database error: code that failed half-way
+        # through a statement counts too), the connection is checked before it is reused.
+        for connection in connections.all(initialized_only=True):
+            connection.errors_occurred = True
         close_old_connections()
         _local.checked = time.monotonic()
         raise
@@ -223,8 +225,6 @@ def shutdown() -> None:
 
 
 def _close_threads(executor: ThreadPoolExecutor) -> None:
-    from django.db import connections
-
     workers = len(executor._threads)  # each thread takes exactly one task thanks to the barrier
     barrier = threading.Barrier(workers) if workers else None
 

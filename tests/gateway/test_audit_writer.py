@@ -350,6 +350,41 @@ def test_a_killed_writer_connection_fails_the_call_and_the_next_one_reconnects(o
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+def test_any_failure_on_the_writer_thread_gets_its_connection_checked(org_a):
+    """Work that fails on the writer thread with something other than a database error
+    (a bug half-way through) must not leave a dead connection in place for the next record:
+    the connection is checked after any failure, so the next call is written."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    from gateway.db import run_writer
+
+    def writer_backend() -> int:
+        connection.ensure_connection()
+        return connection.connection.info.backend_pid
+
+    def broken() -> None:
+        raise RuntimeError("a bug, not a database error")
+
+    async def first():
+        await audit_writer.write(_event(org_a, 1))
+        return await run_writer(writer_backend)
+
+    async def after_the_kill():
+        with pytest.raises(RuntimeError):
+            await run_writer(broken)
+        await audit_writer.write(_event(org_a, 2))
+
+    pid = asyncio.run(first())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    asyncio.run(after_the_kill())
+    assert _committed_ns() == {1, 2}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_the_libpq_insert_maps_refusals_to_django_errors(org_a):
     """A statement PostgreSQL refuses on the libpq path raises Django's error class for its
     SQLSTATE (what the writer's row-by-row retry relies on), and the connection stays usable."""
