@@ -393,17 +393,27 @@ def _ip_address(value: Any) -> Any:
 _ip_texts: dict[str, bytes] = {}
 
 
-_encoders_for: dict[int, list[Any]] = {}
-_getters: dict[int, Any] = {}
+# (the fields, their encoders, a getter of all their attributes) for `_insert_fields()`.
+_reader: tuple[list[models.Field], list[Any], Any] | None = None
+
+
+def _row_reader(fields: list[models.Field]) -> tuple[list[Any], Any]:
+    """(`_encoders(fields)`, a getter of the fields' attributes in one call), built once for
+    the insert's field list."""
+    global _reader
+    if _reader is not None and _reader[0] is fields:
+        return _reader[1], _reader[2]
+    encoders = _encoders(fields)
+    getter = operator.attrgetter(*(f.attname for f in fields))
+    if fields is _insert_fields():
+        _reader = (fields, encoders, getter)
+    return encoders, getter
 
 
 def _encoders(fields: list[models.Field]) -> list[Any]:
     """Per field, the function giving a value's text form as `get_db_prep_save` + psycopg
     would send it, for the exact field classes whose `pre_save` is the attribute (no
     auto_now, no subclass overriding either step), or None: prepare through the field."""
-    found = _encoders_for.get(id(fields))
-    if found is not None:
-        return found
     found = []
     for field in fields:
         kind = type(field)
@@ -424,7 +434,6 @@ def _encoders(fields: list[models.Field]) -> list[Any]:
         elif kind is models.GenericIPAddressField:
             encoder = _ip_address
         found.append(encoder)
-    _encoders_for[id(fields)] = found
     return found
 
 
@@ -436,10 +445,7 @@ def _text_values(
     encode (the caller then lets psycopg adapt the prepared values)."""
     out: list[bytes | None] = []
     append = out.append
-    encoders = _encoders(fields)
-    attnames = _getters.get(id(fields))
-    if attnames is None:
-        attnames = _getters[id(fields)] = operator.attrgetter(*(f.attname for f in fields))
+    encoders, attnames = _row_reader(fields)
     for event in events:
         # All of the row's attributes in one call, then the common case (a str column
         # holding a str) inline: this runs for every audit row the gateway writes.

@@ -25,7 +25,6 @@ from typing import Any
 from mcp.server import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
-from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
 from audit.context import RequestContext, new_request_id, reset_context, set_context
@@ -123,7 +122,7 @@ class GatewayEndpoint:
                 "Not found: the MCP endpoint is /mcp/<organization>/ or /mcp/<organization>/<toolset>/",
             )(scope, receive, send)
             return
-        headers = RequestHeaders(scope=scope)
+        headers = fastpath.RequestHeaders(scope=scope)
         if self.security_settings.enable_dns_rebinding_protection:
             if not self._security._validate_host(headers.get("host")):
                 await _json_response(421, "Invalid Host header")(scope, receive, send)
@@ -147,7 +146,7 @@ class GatewayEndpoint:
         receive: Receive,
         send: Send,
         match: re.Match[str],
-        headers: Headers,
+        headers: fastpath.RequestHeaders,
         request_id: str,
         source_ip: str | None,
     ) -> None:
@@ -230,33 +229,6 @@ class GatewayEndpoint:
             await refusal.flush()
         finally:
             pipeline.current_request.reset(ctx_token)
-
-
-class RequestHeaders(Headers):
-    """Starlette's request Headers, with lookups (`get`, `[]`, `in`) answered from a dict
-    built in one pass: the endpoint and the fast path look up a dozen headers per request,
-    and each Starlette lookup is a scan of the raw list through `Mapping.get`. Same answers:
-    ASGI servers give lower-case names, and a repeated header answers with its first value.
-    Iteration, `items()`, `getlist` and `raw` stay Starlette's (repeats included, which
-    the SDK's duplicate-header checks rely on)."""
-
-    def __init__(self, *, scope: Scope) -> None:
-        super().__init__(scope=scope)
-        first: dict[str, str] = {}
-        for key, value in self.raw:
-            name = key.decode("latin-1").lower()
-            if name not in first:
-                first[name] = value.decode("latin-1")
-        self._first = first
-
-    def __getitem__(self, key: str) -> str:
-        return self._first[key.lower()]
-
-    def __contains__(self, key: Any) -> bool:
-        return isinstance(key, str) and key.lower() in self._first
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._first.get(key.lower(), default)
 
 
 async def _send_json(send: Send, status: int, body: bytes, *extra: tuple[bytes, bytes]) -> None:

@@ -71,7 +71,7 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope
 
 from config.env import env_bool
-from gateway import pipeline, tracing
+from gateway import pipeline, schema_check, tracing
 from gateway.lean import UpstreamResult, WireResult
 
 logger = logging.getLogger(__name__)
@@ -82,11 +82,38 @@ _PARAM_PREFIX = MCP_PARAM_HEADER_PREFIX.lower()
 _ENVELOPE_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 
 
+class RequestHeaders(Headers):
+    """Starlette's request Headers, with lookups (`get`, `[]`, `in`) answered from a dict
+    built in one pass: the endpoint and the fast path look up a dozen headers per request,
+    and each Starlette lookup is a scan of the raw list through `Mapping.get`. Same answers:
+    ASGI servers give lower-case names, and a repeated header answers with its first value.
+    Iteration, `items()`, `getlist` and `raw` stay Starlette's (repeats included, which
+    the SDK's duplicate-header checks rely on)."""
+
+    def __init__(self, *, scope: Scope) -> None:
+        super().__init__(scope=scope)
+        first: dict[str, str] = {}
+        for key, value in self.raw:
+            name = key.decode("latin-1").lower()
+            if name not in first:
+                first[name] = value.decode("latin-1")
+        self.first = first  # name -> first value; what `dict(Headers(scope=scope))` gives
+
+    def __getitem__(self, key: str) -> str:
+        return self.first[key.lower()]
+
+    def __contains__(self, key: Any) -> bool:
+        return isinstance(key, str) and key.lower() in self.first
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.first.get(key.lower(), default)
+
+
 def enabled() -> bool:
     return env_bool("GATEWAY_FAST_PATH", default=True)
 
 
-def eligible(scope: Scope, headers: Headers, *, json_response: bool, max_body: int) -> bool:
+def eligible(scope: Scope, headers: RequestHeaders, *, json_response: bool, max_body: int) -> bool:
     """Whether to try the fast path (cheap header checks only; `serve` checks the rest)."""
     if not json_response or scope.get("method") != "POST" or tracing.enabled():
         return False
@@ -135,7 +162,7 @@ async def serve(
     server: Server[Any],
     req: pipeline.GatewayRequest,
     scope: Scope,
-    headers: Headers,
+    headers: RequestHeaders,
     body: bytes,
 ) -> tuple[int, bytes] | None:
     """(HTTP status, JSON body) for a plainly valid tools/call, or None (not handled: nothing
@@ -165,7 +192,7 @@ async def serve(
     if modern:
         if find_duplicated_routing_header(_header_items(scope)) is not None:
             return None
-        verdict = classify_inbound_request(decoded, headers=_first_values(scope))
+        verdict = classify_inbound_request(decoded, headers=dict(headers.first))
         if isinstance(verdict, InboundLadderRejection):
             return None
         version = verdict.protocol_version
@@ -228,22 +255,13 @@ def _accepts_json(scope: Scope, accept: str) -> bool:
     return verdict
 
 
-def _first_values(scope: Scope) -> dict[str, str]:
-    """What `dict(Headers(scope=scope))` gives (lower-case names, the first value of a repeated
-    header), in one pass over the raw headers."""
-    found: dict[str, str] = {}
-    for key, value in scope.get("headers", []):
-        name = key.decode("latin-1")
-        if name not in found:
-            found[name] = value.decode("latin-1")
-    return found
-
-
 def _header_items(scope: Scope) -> list[tuple[str, str]]:
     return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
 
 
-def _param_headers_refused(name: str, arguments: Mapping[str, Any], headers: Headers) -> bool:
+def _param_headers_refused(
+    name: str, arguments: Mapping[str, Any], headers: RequestHeaders
+) -> bool:
     if not arguments and not any(key.startswith(_PARAM_PREFIX) for key in headers):
         return False
     schema = pipeline.input_schema_for(name)
@@ -252,25 +270,22 @@ def _param_headers_refused(name: str, arguments: Mapping[str, Any], headers: Hea
     return validate_mcp_param_headers(schema, arguments, headers) is not None
 
 
-_annotated: dict[int, tuple[Mapping[str, Any], bool]] = {}
+_annotated: schema_check.SchemaCache = {}
 
 
 def _declares_param_headers(schema: Mapping[str, Any]) -> bool:
     """Whether `x-mcp-header` appears anywhere in the tool's input schema. Without it,
     `validate_mcp_param_headers` has no annotated property to compare and accepts whatever the
     headers say (its schema walks then cost CPU on every call for nothing). Remembered per
-    schema object (the directory's cached tool snapshot)."""
-    cached = _annotated.get(id(schema))
-    if cached is not None and cached[0] is schema:
-        return cached[1]
+    schema object."""
+    return schema_check.per_schema(_annotated, schema, _mentions_param_headers)
+
+
+def _mentions_param_headers(schema: Mapping[str, Any]) -> bool:
     try:
-        declares = f'"{X_MCP_HEADER_KEY}"' in json.dumps(schema)
+        return f'"{X_MCP_HEADER_KEY}"' in json.dumps(schema)
     except (TypeError, ValueError):
-        declares = True  # not plain JSON: let the SDK look
-    if len(_annotated) >= 10_000:
-        _annotated.clear()
-    _annotated[id(schema)] = (schema, declares)
-    return declares
+        return True  # not plain JSON: let the SDK look
 
 
 def _shape(server: Server[Any], version: str, result: Any, *, modern: bool) -> dict[str, Any]:

@@ -357,22 +357,19 @@ def _refuse(name: str, decision: Decision) -> None:
     )
 
 
-_validators: dict[int, tuple[Mapping[str, Any], Draft202012Validator | None]] = {}
+_validators: schema_check.SchemaCache = {}
 
 
 def _validator(schema: Mapping[str, Any]) -> Draft202012Validator | None:
-    cached = _validators.get(id(schema))
-    if cached is not None and cached[0] is schema:
-        return cached[1]
+    return schema_check.per_schema(_validators, schema, _new_validator)
+
+
+def _new_validator(schema: Mapping[str, Any]) -> Draft202012Validator | None:
     try:
         Draft202012Validator.check_schema(schema)
-        validator: Draft202012Validator | None = Draft202012Validator(schema)
+        return Draft202012Validator(schema)
     except SchemaError:
-        validator = None  # the catalog refuses such schemas; never crash on one
-    if len(_validators) > 10_000:
-        _validators.clear()
-    _validators[id(schema)] = (schema, validator)
-    return validator
+        return None  # the catalog refuses such schemas; never crash on one
 
 
 def _validate_arguments(visible: VisibleTool, arguments: Mapping[str, Any]) -> None:

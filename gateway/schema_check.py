@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -37,28 +37,35 @@ except ImportError:  # pragma: no cover - a declared dependency; without it ever
     jsonschema_rs = None
 
 _MAX_CACHED = 10_000
-# id(schema) -> (the schema, kept alive so the id stays its own; its compiled validator or None)
-_input: dict[int, tuple[Mapping[str, Any], Any]] = {}
-_output: dict[int, tuple[Mapping[str, Any], Any]] = {}
+# id(schema) -> (the schema, kept alive so the id stays its own; what was derived from it)
+SchemaCache = dict[int, tuple[Any, Any]]
+_input: SchemaCache = {}
+_output: SchemaCache = {}
 
 
-def _compiled(cache: dict[int, tuple[Mapping[str, Any], Any]], schema: Any, draft2020: bool) -> Any:
+def per_schema[T](cache: SchemaCache, schema: Any, derive: Callable[[Any], T]) -> T:
+    """`derive(schema)`, remembered per schema object (the directory's cached tool snapshots
+    and the SDK session's output schemas live as long as the tools do), in a bounded cache."""
     cached = cache.get(id(schema))
     if cached is not None and cached[0] is schema:
         return cached[1]
-    validator = None
-    if jsonschema_rs is not None and isinstance(schema, Mapping) and _plain_dialect(schema):
-        try:
-            if draft2020:
-                validator = jsonschema_rs.Draft202012Validator(schema, offline=True)
-            else:
-                validator = jsonschema_rs.validator_for(schema, offline=True)
-        except Exception as exc:  # a schema it cannot compile: python-jsonschema decides
-            logger.debug("jsonschema-rs cannot compile a schema (%s)", type(exc).__name__)
+    value = derive(schema)
     if len(cache) >= _MAX_CACHED:
         cache.clear()
-    cache[id(schema)] = (schema, validator)
-    return validator
+    cache[id(schema)] = (schema, value)
+    return value
+
+
+def _compile(schema: Any, draft2020: bool) -> Any:
+    if jsonschema_rs is None or not isinstance(schema, Mapping) or not _plain_dialect(schema):
+        return None
+    try:
+        if draft2020:
+            return jsonschema_rs.Draft202012Validator(schema, offline=True)
+        return jsonschema_rs.validator_for(schema, offline=True)
+    except Exception as exc:  # a schema it cannot compile: python-jsonschema decides
+        logger.debug("jsonschema-rs cannot compile a schema (%s)", type(exc).__name__)
+        return None
 
 
 _DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
@@ -91,10 +98,10 @@ def _valid(validator: Any, instance: Any) -> bool:
 def arguments_conform(schema: Mapping[str, Any], arguments: Any) -> bool:
     """True when `arguments` certainly satisfy the tool's input schema (Draft 2020-12, as the
     gateway's python-jsonschema validator); False: run that validator."""
-    return _valid(_compiled(_input, schema, draft2020=True), arguments)
+    return _valid(per_schema(_input, schema, lambda s: _compile(s, draft2020=True)), arguments)
 
 
 def output_conforms(schema: Mapping[str, Any], value: Any) -> bool:
     """True when `value` certainly satisfies an output schema (draft chosen by `$schema`, as
     the SDK's `validator_for`); False: run the SDK's check."""
-    return _valid(_compiled(_output, schema, draft2020=False), value)
+    return _valid(per_schema(_output, schema, lambda s: _compile(s, draft2020=False)), value)

@@ -210,7 +210,7 @@ def test_request_headers_answer_lookups_as_starlette_does():
     absent names; iteration still sees every copy (the SDK's duplicate checks need them)."""
     from starlette.datastructures import Headers
 
-    from gateway.asgi import RequestHeaders
+    from gateway.fastpath import RequestHeaders
 
     scope = {
         "type": "http",
