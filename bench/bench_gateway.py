@@ -18,7 +18,11 @@ through the catalog services, applies a policy allowing `bench.echo`, issues an 
 1. warm-up: both paths (pooled upstream session, compiled policy, key cache, JIT-free caches);
 2. latency at concurrency 1: direct and gateway calls strictly interleaved (d, g, d, g, ...)
    so that machine load hits both equally; p50/p99 and the added latency (gateway - direct),
-   also as ratios of the direct p50 of the same run;
+   also as ratios of the direct p50 of the same run. Interleaved with them, the two parts of the
+   added latency that are not the gateway's code: a bare proxy (bench/floor_proxy.py: the same
+   server stack and upstream client, nothing enforced) for the cost of the extra HTTP hop, and
+   one durable audit commit per round (`AuditProbe`: a `tool.call`-sized record through
+   `audit.services.save_events`, as the gateway's writer commits a lone call's record);
 3. throughput: for each concurrency level, several rounds of a short direct phase followed by
    a short gateway phase (again interleaved); calls/s of each and their ratio;
 4. CPU ms per call of the gateway process and of the upstream process, per phase (utime +
@@ -209,20 +213,78 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+class AuditProbe:
+    """One durable audit commit, as the gateway's writer makes it for a lone call: a
+    `tool.call`-sized record through `audit.services.save_events` on a thread of its own with
+    its own connection (one INSERT in autocommit, PostgreSQL's WAL flush before it returns).
+    Timed inside the thread, so the figure is the database's and the insert code's, without the
+    hand-off. Its records are the benchmark organization's, action `bench.audit_probe`."""
+
+    def __init__(self, org_slug: str) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._org_slug = org_slug
+        self._org: object | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-probe")
+
+    def _commit(self) -> float:
+        from audit import services
+        from tenants.models import Organization
+
+        if self._org is None:
+            self._org = Organization.objects.get(slug=self._org_slug)
+        event = services.build_event(
+            org=self._org,
+            action="bench.audit_probe",
+            details=PROBE_DETAILS,
+            server="bench",
+            tool="echo",
+            decision="allow",
+            latency_ms=1.0,
+            upstream_latency_ms=1.0,
+        )
+        started = time.perf_counter()
+        services.save_events([event])
+        return time.perf_counter() - started
+
+    async def commit(self) -> float:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._commit)
+
+    def close(self) -> None:
+        from django.db import connections
+
+        self._thread.submit(connections.close_all).result(timeout=10)
+        self._thread.shutdown()
+
+
+# The details of a bench.echo call's record, for the probe's record to be the same size.
+PROBE_DETAILS = {
+    "exposed_tool": "bench.echo",
+    "arguments": {"message": "hello"},
+    "protocol_version": "2026-07-28",
+    "matched_rules": ["policy:bench/allow/tools[0]"],
+    "reasons": ["allowed: tool bench.echo is allowed by policy 'bench' (allow.tools[0])"],
+    "policy_version": "2",
+    "server_version_id": 1,
+    "definition_hash": "0" * 64,
+}
+
+
 async def run_bench(
     args: argparse.Namespace,
-    direct_url: str,
-    gw_url: str,
+    urls: dict[str, str],
     key: str,
     pids: dict[str, int],
+    probe: AuditProbe,
     profile: bool = True,
 ) -> dict:
     levels = [int(c) for c in args.concurrency.split(",")]
     top = max(levels)
-    direct = [await _client(direct_url, None, args.client_era) for _ in range(top)]
-    through = [await _client(gw_url, key, args.client_era) for _ in range(top)]
-    tool = {"direct": "echo", "gateway": "bench.echo"}
-    clients = {"direct": direct, "gateway": through}
+    direct = [await _client(urls["direct"], None, args.client_era) for _ in range(top)]
+    through = [await _client(urls["gateway"], key, args.client_era) for _ in range(top)]
+    floor = [await _client(urls["floor"], None, args.client_era)]
+    tool = {"direct": "echo", "gateway": "bench.echo", "floor": "echo"}
+    clients = {"direct": direct, "gateway": through, "floor": floor}
 
     async def one(path: str, i: int) -> float:
         started = time.perf_counter()
@@ -248,16 +310,21 @@ async def run_bench(
     for _ in range(args.warmup):
         await one("direct", 0)
         await one("gateway", 0)
+        await one("floor", 0)
+        await probe.commit()
     for path in ("direct", "gateway"):
         await phase(path, top, 1.0)
 
     report: dict = {"load_before": _load()}
 
-    # Latency at concurrency 1: strictly interleaved single calls.
-    lat: dict[str, list[float]] = {"direct": [], "gateway": []}
+    # Latency at concurrency 1: strictly interleaved single calls (direct, gateway, bare
+    # proxy), each round ending with one audit commit probe, so all four see the same rhythm.
+    lat: dict[str, list[float]] = {"direct": [], "gateway": [], "floor": []}
+    commits: list[float] = []
     for _ in range(args.latency_calls):
-        lat["direct"].append(await one("direct", 0))
-        lat["gateway"].append(await one("gateway", 0))
+        for path in ("direct", "gateway", "floor"):
+            lat[path].append(await one(path, 0))
+        commits.append(await probe.commit())
     latency = {
         path: {"p50": _pct(v, 0.50), "p99": _pct(v, 0.99), "mean": statistics.mean(v) * 1000}
         for path, v in lat.items()
@@ -267,6 +334,12 @@ async def run_bench(
     report["latency_ms"] = latency
     report["added_ms"] = added
     report["added_ratio_of_direct_p50"] = {q: v / base for q, v in added.items()}
+    # What no gateway of this design avoids on this machine: the extra HTTP hop (the bare
+    # proxy's added latency) and one durable audit commit per call.
+    report["floor_added_ms"] = {
+        q: latency["floor"][q] - latency["direct"][q] for q in ("p50", "p99", "mean")
+    }
+    report["audit_commit_ms"] = {"p50": _pct(commits, 0.50), "p99": _pct(commits, 0.99)}
 
     # Throughput and CPU per call: alternate short direct and gateway phases.
     throughput: dict[int, dict[str, float]] = {}
@@ -336,7 +409,7 @@ async def run_bench(
         spy.wait(timeout=60)
         report["profile"] = str(out)
 
-    for client, http in reversed(direct + through):  # LIFO: anyio cancel scopes nest
+    for client, http in reversed(direct + through + floor):  # LIFO: anyio cancel scopes nest
         await client.__aexit__(None, None, None)
         await http.aclose()
     return report
@@ -350,7 +423,7 @@ def _print(report: dict, args: argparse.Namespace) -> None:
     )
     print(f"load average before: {report['load_before']}; after: {report['load_after']}")
     print(f"latency at c=1 ({args.latency_calls} interleaved calls each), ms:")
-    for path in ("direct", "gateway"):
+    for path in ("direct", "gateway", "floor"):
         print(
             f"  {path:8} p50 {lat[path]['p50']:6.2f}  p99 {lat[path]['p99']:6.2f}  "
             f"mean {lat[path]['mean']:6.2f}"
@@ -359,6 +432,13 @@ def _print(report: dict, args: argparse.Namespace) -> None:
         f"  added    p50 {added['p50']:6.2f}  p99 {added['p99']:6.2f}  mean {added['mean']:6.2f}"
         f"   (x direct p50: {ratio['p50']:.2f} / {ratio['p99']:.2f} / {ratio['mean']:.2f};"
         f" gateway/direct p50 {lat['gateway']['p50'] / lat['direct']['p50']:.2f})"
+    )
+    hop, commit = report["floor_added_ms"], report["audit_commit_ms"]
+    print(
+        f"  of which not the gateway's code: the bare proxy adds p50 {hop['p50']:.2f}"
+        f" p99 {hop['p99']:.2f}; one durable audit commit takes p50 {commit['p50']:.2f}"
+        f" p99 {commit['p99']:.2f}; the rest, p50 {added['p50'] - hop['p50'] - commit['p50']:.2f},"
+        " is the gateway's own work"
     )
     print("calls/s (gateway/direct ratio):")
     for level, values in report["calls_per_s"].items():
@@ -451,7 +531,7 @@ def main() -> int:
     # The gateway logs as in production: LOG_LEVEL INFO unless GATEWAY_LOG_LEVEL says otherwise.
     log_level = os.environ.get("GATEWAY_LOG_LEVEL", "INFO")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": log_level}
-    up_port, gw_port = _free_port(), _free_port()
+    up_port, gw_port, floor_port = _free_port(), _free_port(), _free_port()
     upstream = subprocess.Popen(
         [sys.executable, __file__, "--serve-upstream", str(up_port)], env=env
     )
@@ -471,18 +551,37 @@ def main() -> int:
             cwd=ROOT,
         )  # fmt: skip
         procs.append(gateway)
+        floor = subprocess.Popen(
+            [
+                sys.executable, "-m", "uvicorn", "bench.floor_proxy:app",
+                "--host", "127.0.0.1", "--port", str(floor_port),
+                "--loop", "uvloop", "--http", "httptools",
+                "--log-level", "warning", "--no-access-log", "--lifespan", "on",
+            ],
+            env={**env, "FLOOR_UPSTREAM": f"http://127.0.0.1:{up_port}/mcp"},
+            cwd=ROOT,
+        )  # fmt: skip
+        procs.append(floor)
         _wait_port(gw_port)
+        _wait_port(floor_port)
         started = time.monotonic()
         pids = {"gateway": gateway.pid, "upstream": upstream.pid}
-        direct_url = f"http://127.0.0.1:{up_port}/mcp"
-        gw_url = f"http://127.0.0.1:{gw_port}/mcp/{slug}/"
+        urls = {
+            "direct": f"http://127.0.0.1:{up_port}/mcp",
+            "gateway": f"http://127.0.0.1:{gw_port}/mcp/{slug}/",
+            "floor": f"http://127.0.0.1:{floor_port}/mcp",
+        }
+        probe = AuditProbe(slug)
 
         async def runs() -> list[dict]:
             # The profile (if asked for) only after the last run: it must not skew the others.
-            return [
-                await run_bench(args, direct_url, gw_url, key, pids, profile=n == args.repeat - 1)
-                for n in range(args.repeat)
-            ]
+            try:
+                return [
+                    await run_bench(args, urls, key, pids, probe, profile=n == args.repeat - 1)
+                    for n in range(args.repeat)
+                ]
+            finally:
+                probe.close()
 
         reports = asyncio.run(runs())
         for report in reports:

@@ -22,6 +22,14 @@ def _figures(report: dict) -> dict[str, float]:
         "cpu_ratio": report["cpu_ratio_gateway_to_upstream"],
         "rss_mb": report["gateway_peak_rss_mb"],
     }
+    if "floor_added_ms" in report:  # reports from before the bare proxy and the commit probe
+        figures["floor_added_p50_ms"] = report["floor_added_ms"]["p50"]
+        figures["audit_commit_p50_ms"] = report["audit_commit_ms"]["p50"]
+        figures["gateway_own_added_p50_ms"] = (
+            report["added_ms"]["p50"]
+            - report["floor_added_ms"]["p50"]
+            - report["audit_commit_ms"]["p50"]
+        )
     for level, values in report["calls_per_s"].items():
         figures[f"calls_per_s_ratio_c{level}"] = values["ratio"]
     for level, values in report.get("cpu_ms_per_call_by_level", {}).items():

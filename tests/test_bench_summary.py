@@ -47,3 +47,21 @@ def test_a_figure_exactly_at_its_target_meets_it():
         rss=TARGETS["rss_mb"],
     )
     assert set(verdicts(summarize([at_target])).values()) == {"met"}
+
+
+def test_the_added_latency_is_split_into_the_hop_the_audit_commit_and_the_gateways_own_work():
+    # The gateway's own share is what is left of its added latency once the bare proxy's hop
+    # and one durable audit commit (both measured in the same run) are taken out.
+    reports = []
+    for added, hop, commit in ((3.7, 0.7, 1.5), (4.1, 0.8, 1.9), (3.5, 0.6, 1.4)):
+        report = _report(added_p50=added, added_p99=6.0, gateway_cpu=0.5, rss=130)
+        report["floor_added_ms"] = {"p50": hop}
+        report["audit_commit_ms"] = {"p50": commit}
+        reports.append(report)
+    summary = summarize(reports)
+    assert summary["floor_added_p50_ms"] == {"median": 0.7, "min": 0.6, "max": 0.8}
+    assert summary["audit_commit_p50_ms"]["median"] == 1.5
+    own = summary["gateway_own_added_p50_ms"]
+    assert round(own["median"], 6) == 1.5 and round(own["min"], 6) == 1.4
+    # Reports written before the split (no bare proxy) are still summarised.
+    assert "floor_added_p50_ms" not in summarize([_report(2.0, 4.0, 0.5, 120)])
