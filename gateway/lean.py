@@ -342,10 +342,11 @@ class LeanUpstream:
         ttl = raw.get("ttlMs")
         if isinstance(ttl, int | float) and not isinstance(ttl, bool) and ttl < 0:
             raw["ttlMs"] = 0
-        wire: dict[str, Any] | None = None
-        with contextlib.suppress(KeyError):
-            # Validated against this version's schema, and kept in the shape it gives.
-            wire = mcp_methods.serialize_server_result("tools/call", self.protocol_version, raw)
+        # Validated against this version's schema, and kept in the shape it gives.
+        wire = plain_text_wire(raw, self.protocol_version)
+        if wire is None:
+            with contextlib.suppress(KeyError):
+                wire = mcp_methods.serialize_server_result("tools/call", self.protocol_version, raw)
         foreign = _later_revision_fields("tools/call", self.protocol_version)
         if foreign and not foreign.isdisjoint(raw):
             raw = {k: v for k, v in raw.items() if k not in foreign}
@@ -357,6 +358,53 @@ class LeanUpstream:
             # The SDK's output-schema check (it words the errors).
             await session.validate_tool_result(name, as_model(result))
         return result
+
+
+# The protocol versions whose tools/call result `plain_text_wire` shapes as
+# `serialize_server_result` does (tests/gateway/test_upstream_result.py compares the two on
+# every version the SDK knows), and those of them whose results carry `resultType`.
+_PLAIN_TEXT_VERSIONS = frozenset(
+    ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28")
+)
+_RESULT_TYPE_VERSIONS = frozenset(("2026-07-28",))
+_PLAIN_TEXT_KEYS = frozenset(("content", "isError"))
+_PLAIN_TEXT_KEYS_TYPED = frozenset(("content", "isError", "resultType"))
+
+
+def plain_text_wire(raw: dict[str, Any], version: str) -> dict[str, Any] | None:
+    """What `serialize_server_result("tools/call", version, raw)` returns, for the commonest
+    answer only: text blocks (`type` and `text`, nothing else), an optional boolean `isError`,
+    and on versions that have it `resultType: "complete"`; None for anything else (the SDK's
+    validation decides it). The SDK validates the result into its pydantic model and dumps it
+    again, the largest single step of a call's result handling; this checks the same shape by
+    exact types (no coercion: anything pydantic would have to coerce is left to it)."""
+    if version not in _PLAIN_TEXT_VERSIONS:
+        return None
+    typed = version in _RESULT_TYPE_VERSIONS
+    if typed:
+        if raw.get("resultType") != "complete" or not raw.keys() <= _PLAIN_TEXT_KEYS_TYPED:
+            return None
+    elif not raw.keys() <= _PLAIN_TEXT_KEYS:
+        return None
+    content = raw.get("content")
+    if type(content) is not list:
+        return None
+    blocks = []
+    for block in content:
+        if type(block) is not dict or len(block) != 2 or block.get("type") != "text":
+            return None
+        text = block.get("text")
+        if type(text) is not str:
+            return None
+        blocks.append({"text": text, "type": "text"})  # the model's field order
+    wire: dict[str, Any] = {"content": blocks}
+    if "isError" in raw:
+        if type(raw["isError"]) is not bool:
+            return None
+        wire["isError"] = raw["isError"]
+    if typed:
+        wire["resultType"] = "complete"
+    return wire
 
 
 class WireResult:

@@ -4,9 +4,13 @@ go out as the upstream sent it (the end-to-end case: tests/gateway/test_fastpath
 result redaction)."""
 
 import copy
+import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mcp_types import TextContent
+from mcp_types.methods import SERVER_RESULTS, serialize_server_result
 
 from gateway.lean import UpstreamResult
 from gateway.redaction import redact_result
@@ -66,3 +70,96 @@ def test_a_result_the_sdk_model_refuses_fails_the_call_before_its_audit_record()
     broken = {"content": [{"type": "text"}]}  # a text block without its text
     with pytest.raises(ToolFailure, match="cannot read"):
         _model_of(WireResult(broken, "2026-07-28", dict(broken)), "fault")
+
+
+# ----------------------------------------------------------------- plain_text_wire vs the SDK
+
+_texts = st.text(alphabet=st.characters(codec=None, categories=None), max_size=20)
+_json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | _texts
+_text_block = st.fixed_dictionaries({"type": st.just("text"), "text": _texts})
+# Near misses of a text block: other types, extra or missing members, values of other types.
+_block = (
+    _text_block
+    | st.dictionaries(
+        st.sampled_from(["type", "text", "annotations", "_meta", "data"]), _json_scalars
+    )
+    | st.fixed_dictionaries(
+        {"type": st.sampled_from(["text", "image", "Text"]), "text": _json_scalars}
+    )
+    | _json_scalars
+)
+# The common shape (mostly answered by the shortcut) and its near misses...
+_plain = st.fixed_dictionaries(
+    {"content": st.lists(_text_block, max_size=3)},
+    optional={
+        "isError": st.booleans() | st.booleans() | _json_scalars,
+        "resultType": st.just("complete") | st.just("complete") | _json_scalars,
+    },
+)
+_plain_typed = st.fixed_dictionaries(
+    {"content": st.lists(_text_block, max_size=3), "resultType": st.just("complete")},
+    optional={"isError": st.booleans() | _json_scalars, "ttlMs": _json_scalars},
+)
+# ...and anything shaped roughly like a result.
+_results = (
+    _plain
+    | _plain_typed
+    | st.fixed_dictionaries(
+        {},
+        optional={
+            "content": st.lists(_text_block, max_size=3)
+            | st.lists(_block, max_size=3)
+            | _json_scalars,
+            "isError": st.booleans() | _json_scalars,
+            "resultType": st.sampled_from(["complete", "input_required", "other"]) | _json_scalars,
+            "structuredContent": st.dictionaries(_texts, _json_scalars, max_size=2),
+            "_meta": st.dictionaries(_texts, _json_scalars, max_size=2),
+            "extra": _json_scalars,
+        },
+    )
+)
+_VERSIONS = sorted({version for method, version in SERVER_RESULTS if method == "tools/call"})
+
+
+@pytest.mark.parametrize("version", _VERSIONS)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=_results)
+def test_plain_text_wire_is_the_sdks_validated_form_or_declines(version: str, raw: dict) -> None:
+    """gateway.lean.plain_text_wire stands in for the SDK's `serialize_server_result` on the
+    commonest answer: whenever it answers, the SDK accepts the same result and gives the same
+    dict, in the same key order (what the fast path sends); anything else it declines."""
+    from gateway.lean import plain_text_wire
+
+    ours = plain_text_wire(raw, version)
+    if ours is None:
+        return
+    theirs = serialize_server_result("tools/call", version, raw)
+    assert ours == theirs
+    assert json.dumps(ours) == json.dumps(theirs)  # same key order on the wire
+
+
+@pytest.mark.parametrize("version", _VERSIONS)
+def test_plain_text_wire_answers_the_common_result_itself(version: str) -> None:
+    # The shortcut must actually serve the common case (else it only costs a check): text
+    # blocks with and without isError, on every version the SDK knows.
+    from gateway.lean import plain_text_wire
+
+    typed = {"resultType": "complete"} if version == "2026-07-28" else {}
+    for raw in (
+        {"content": [{"type": "text", "text": "hello"}], **typed},
+        {
+            "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+            "isError": True,
+            **typed,
+        },
+        {"content": [], "isError": False, **typed},
+    ):
+        assert plain_text_wire(raw, version) == serialize_server_result("tools/call", version, raw)
+    # What it leaves to the SDK: anything beyond plain text, coercible values, unknown versions.
+    for raw in (
+        {"content": [{"type": "text", "text": "x", "annotations": {"priority": 1}}], **typed},
+        {"content": [{"type": "text", "text": "x"}], "isError": "false", **typed},
+        {"content": [{"type": "text", "text": "x"}], "structuredContent": {"n": 1}, **typed},
+    ):
+        assert plain_text_wire(raw, version) is None
+    assert plain_text_wire({"content": [], **typed}, "2099-01-01") is None
