@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -367,17 +368,59 @@ _PLAIN_TEXT_VERSIONS = frozenset(
     ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28")
 )
 _RESULT_TYPE_VERSIONS = frozenset(("2026-07-28",))
-_PLAIN_TEXT_KEYS = frozenset(("content", "isError"))
-_PLAIN_TEXT_KEYS_TYPED = frozenset(("content", "isError", "resultType"))
+_PLAIN_TEXT_KEYS = frozenset(("content", "isError", "structuredContent", "_meta"))
+_PLAIN_TEXT_KEYS_TYPED = _PLAIN_TEXT_KEYS | {"resultType"}
+_JSON_DEPTH = 32
+_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
+
+
+def _plain_json(value: Any, depth: int = 0) -> bool:
+    """True when `value` is JSON as the SDK's JSON-mode dump returns it unchanged: objects
+    with string keys, arrays, strings, integers, finite floats, booleans, null (a non-finite
+    float would come back as null, a lone surrogate rewritten or refused). Not too deep to
+    check here. (An object's members in a loop rather than all() over a generator: this runs on
+    every result.)"""
+    kind = type(value)
+    if kind is str:
+        return value.isascii() or _utf8(value)
+    if kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if depth >= _JSON_DEPTH:
+        return False
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not (key.isascii() or _utf8(key)):
+                return False
+            if type(item) is str:
+                if not (item.isascii() or _utf8(item)):
+                    return False
+            elif not _plain_json(item, depth + 1):
+                return False
+        return True
+    if kind is list:
+        return all(_plain_json(item, depth + 1) for item in value)
+    return False
+
+
+def _utf8(text: str) -> bool:
+    """False for a string with a lone surrogate, which the dump rewrites or refuses."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def plain_text_wire(raw: dict[str, Any], version: str) -> dict[str, Any] | None:
     """What `serialize_server_result("tools/call", version, raw)` returns, for the commonest
     answer only: text blocks (`type` and `text`, nothing else), an optional boolean `isError`,
-    and on versions that have it `resultType: "complete"`; None for anything else (the SDK's
-    validation decides it). The SDK validates the result into its pydantic model and dumps it
-    again, the largest single step of a call's result handling; this checks the same shape by
-    exact types (no coercion: anything pydantic would have to coerce is left to it)."""
+    optional `structuredContent` and `_meta` objects of plain JSON, and on versions that have
+    it `resultType: "complete"`; None for anything else (the SDK's validation decides it).
+    The SDK validates the result into its pydantic model and dumps it again, the largest single
+    step of a call's result handling; this checks the same shape by exact types (no coercion:
+    anything pydantic would have to coerce is left to it) and builds the dump's key order."""
     if version not in _PLAIN_TEXT_VERSIONS:
         return None
     typed = version in _RESULT_TYPE_VERSIONS
@@ -397,13 +440,28 @@ def plain_text_wire(raw: dict[str, Any], version: str) -> dict[str, Any] | None:
         if type(text) is not str:
             return None
         blocks.append({"text": text, "type": "text"})  # the model's field order
-    wire: dict[str, Any] = {"content": blocks}
+    wire: dict[str, Any] = {}
+    if "_meta" in raw:
+        meta = raw["_meta"]
+        # A null member is dropped by the dump (exclude_none); on 2026-07-28 the server-info
+        # member is a declared field, dumped before any other.
+        if type(meta) is not dict or None in meta.values() or not _plain_json(meta):
+            return None
+        if typed and _SERVER_INFO in meta and next(iter(meta)) != _SERVER_INFO:
+            meta = {_SERVER_INFO: meta[_SERVER_INFO], **meta}
+        wire["_meta"] = meta
+    wire["content"] = blocks
     if "isError" in raw:
         if type(raw["isError"]) is not bool:
             return None
         wire["isError"] = raw["isError"]
     if typed:
         wire["resultType"] = "complete"
+    if "structuredContent" in raw:
+        structured = raw["structuredContent"]
+        if type(structured) is not dict or not _plain_json(structured):
+            return None
+        wire["structuredContent"] = structured
     return wire
 
 

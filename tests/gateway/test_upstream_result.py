@@ -76,6 +76,21 @@ def test_a_result_the_sdk_model_refuses_fails_the_call_before_its_audit_record()
 
 _texts = st.text(alphabet=st.characters(codec=None, categories=None), max_size=20)
 _json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | _texts
+# Nested JSON as an upstream's parser gives it (non-finite floats included: the SDK's dump
+# turns them into null, so the shortcut must leave them to it).
+_json = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_texts, inner, max_size=3),
+    max_leaves=8,
+)
+_json_object = st.dictionaries(_texts, _json, max_size=3)
+_server_meta = st.fixed_dictionaries(
+    {
+        "io.modelcontextprotocol/serverInfo": st.fixed_dictionaries(
+            {"name": _texts, "version": _texts}
+        )
+    }
+)
 _text_block = st.fixed_dictionaries({"type": st.just("text"), "text": _texts})
 # Near misses of a text block: other types, extra or missing members, values of other types.
 _block = (
@@ -88,17 +103,22 @@ _block = (
     )
     | _json_scalars
 )
-# The common shape (mostly answered by the shortcut) and its near misses...
+_optional_members = {
+    "isError": st.booleans() | st.booleans() | _json_scalars,
+    "structuredContent": _json_object | _json_object | _json,
+    "_meta": _server_meta
+    | _json_object
+    | _json
+    | st.builds(lambda m, o: {**o, **m}, _server_meta, _json_object),
+}
+# The common shapes (what SDK servers send; mostly answered by the shortcut)...
 _plain = st.fixed_dictionaries(
     {"content": st.lists(_text_block, max_size=3)},
-    optional={
-        "isError": st.booleans() | st.booleans() | _json_scalars,
-        "resultType": st.just("complete") | st.just("complete") | _json_scalars,
-    },
+    optional={**_optional_members, "resultType": st.just("complete") | _json_scalars},
 )
 _plain_typed = st.fixed_dictionaries(
     {"content": st.lists(_text_block, max_size=3), "resultType": st.just("complete")},
-    optional={"isError": st.booleans() | _json_scalars, "ttlMs": _json_scalars},
+    optional={**_optional_members, "ttlMs": _json_scalars},
 )
 # ...and anything shaped roughly like a result.
 _results = (
@@ -112,8 +132,8 @@ _results = (
             | _json_scalars,
             "isError": st.booleans() | _json_scalars,
             "resultType": st.sampled_from(["complete", "input_required", "other"]) | _json_scalars,
-            "structuredContent": st.dictionaries(_texts, _json_scalars, max_size=2),
-            "_meta": st.dictionaries(_texts, _json_scalars, max_size=2),
+            "structuredContent": _json,
+            "_meta": _json,
             "extra": _json_scalars,
         },
     )
@@ -122,7 +142,7 @@ _VERSIONS = sorted({version for method, version in SERVER_RESULTS if method == "
 
 
 @pytest.mark.parametrize("version", _VERSIONS)
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw=_results)
 def test_plain_text_wire_is_the_sdks_validated_form_or_declines(version: str, raw: dict) -> None:
     """gateway.lean.plain_text_wire stands in for the SDK's `serialize_server_result` on the
@@ -145,7 +165,15 @@ def test_plain_text_wire_answers_the_common_result_itself(version: str) -> None:
     from gateway.lean import plain_text_wire
 
     typed = {"resultType": "complete"} if version == "2026-07-28" else {}
+    sdk_server = {  # what an SDK server's `echo(message: str) -> str` answers
+        "content": [{"type": "text", "text": "hi"}],
+        "isError": False,
+        **typed,
+        "structuredContent": {"result": "hi"},
+        "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "up", "version": ""}},
+    }
     for raw in (
+        sdk_server,
         {"content": [{"type": "text", "text": "hello"}], **typed},
         {
             "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
@@ -159,7 +187,12 @@ def test_plain_text_wire_answers_the_common_result_itself(version: str) -> None:
     for raw in (
         {"content": [{"type": "text", "text": "x", "annotations": {"priority": 1}}], **typed},
         {"content": [{"type": "text", "text": "x"}], "isError": "false", **typed},
-        {"content": [{"type": "text", "text": "x"}], "structuredContent": {"n": 1}, **typed},
+        {
+            "content": [{"type": "text", "text": "x"}],
+            "structuredContent": {"n": float("nan")},
+            **typed,
+        },
+        {"content": [{"type": "text", "text": "x"}], "_meta": None, **typed},
     ):
         assert plain_text_wire(raw, version) is None
     assert plain_text_wire({"content": [], **typed}, "2099-01-01") is None
