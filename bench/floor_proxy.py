@@ -52,11 +52,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
-    upstream = os.environ["FLOOR_UPSTREAM"]
     if _client is None:
-        _client = Http1Client(upstream)
+        _client = Http1Client(os.environ["FLOOR_UPSTREAM"])
     headers = {k.decode(): v.decode() for k, v in scope["headers"] if k in _FORWARDED}
-    response = await _client.post(upstream, content=body, headers=headers)
+    response = await _client.post(_client.url, content=body, headers=headers)
     returned = [(k.encode(), v.encode()) for k, v in response.headers.items() if k in _RETURNED]
     await send({"type": "http.response.start", "status": response.status_code, "headers": returned})
     await send({"type": "http.response.body", "body": response.content})

@@ -378,11 +378,10 @@ def _plain_json(value: Any, depth: int = 0) -> bool:
     """True when `value` is JSON as the SDK's JSON-mode dump returns it unchanged: objects
     with string keys, arrays, strings, integers, finite floats, booleans, null (a non-finite
     float would come back as null, a lone surrogate rewritten or refused). Not too deep to
-    check here. (An object's members in a loop rather than all() over a generator: this runs on
-    every result.)"""
+    check here."""
     kind = type(value)
     if kind is str:
-        return value.isascii() or _utf8(value)
+        return _utf8(value)
     if kind is int or kind is bool or value is None:
         return True
     if kind is float:
@@ -390,13 +389,9 @@ def _plain_json(value: Any, depth: int = 0) -> bool:
     if depth >= _JSON_DEPTH:
         return False
     if kind is dict:
+        # A loop rather than all() over a generator: this runs on every result.
         for key, item in value.items():
-            if type(key) is not str or not (key.isascii() or _utf8(key)):
-                return False
-            if type(item) is str:
-                if not (item.isascii() or _utf8(item)):
-                    return False
-            elif not _plain_json(item, depth + 1):
+            if type(key) is not str or not _utf8(key) or not _plain_json(item, depth + 1):
                 return False
         return True
     if kind is list:
@@ -406,6 +401,8 @@ def _plain_json(value: Any, depth: int = 0) -> bool:
 
 def _utf8(text: str) -> bool:
     """False for a string with a lone surrogate, which the dump rewrites or refuses."""
+    if text.isascii():
+        return True
     try:
         text.encode()
     except UnicodeEncodeError:
